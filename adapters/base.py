@@ -1,0 +1,316 @@
+"""The adapter contract, the credentials container, and the HTTP plumbing adapters share.
+
+An adapter makes exactly one attempt per call. Retries, backoff and deadlines belong to the
+Prefect tasks (``tasks.policies``). Errors are translated here, once, into ``sceneflow.errors``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import httpx
+from pydantic import BaseModel, Field
+
+from sceneflow.errors import (
+    AmbiguousSubmitError,
+    AuthError,
+    CredentialsError,
+    ModerationError,
+    ProviderError,
+    RateLimitedError,
+    RejectedError,
+    TransientError,
+)
+from sceneflow.models import StandardVideoRequest, StandardVideoResult
+
+__all__ = [
+    "Capabilities",
+    "Credentials",
+    "FieldMapping",
+    "HttpAdapter",
+    "ModelCapabilities",
+    "VideoAdapter",
+    "parse_retry_after",
+]
+
+Support = Literal["native", "mapped", "unsupported"]
+
+
+class FieldMapping(BaseModel):
+    """How one StandardVideoRequest field reaches the provider."""
+
+    support: Support
+    note: str = ""
+
+
+class ModelCapabilities(BaseModel):
+    """What one provider model accepts. `fields` covers every request field but `model`."""
+
+    fields: dict[str, FieldMapping]
+    aspect_ratios: list[str]
+    durations: list[float] | None = Field(
+        None, description="Allowed durations in seconds; None means any in min..max."
+    )
+    min_duration: float = 1
+    max_duration: float = 120
+    resolutions: list[str] | None = None
+    text_to_video: bool = True
+    image_to_video: bool = False
+
+
+class Capabilities(BaseModel):
+    provider: str
+    default_model: str
+    models: dict[str, ModelCapabilities]
+    credential_fields: list[str] = Field(description="Keys the stored credential JSON must have.")
+    can_cancel: bool
+    connection_test: str = Field(description="What test_connection does, e.g. GET /v1/organization")
+    poll_interval: float = Field(5, description="Seconds between polls at first.")
+    max_poll_interval: float = 30
+    deadline: float = Field(1800, description="Seconds a job may take before it is cancelled.")
+    downloads_need_auth: bool = False
+
+
+class Credentials:
+    """Decrypted credential fields. Lives in memory only: it refuses to be pickled or printed.
+
+    Prefect persists task results and may hash task inputs by pickling; refusing to pickle turns
+    an accidental persistence into a loud error instead of a key on disk.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values = dict(values)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._values.get(name, default)
+
+    def require(self, name: str, *, provider: str) -> str:
+        value = self._values.get(name)
+        if not value or not isinstance(value, str):
+            raise CredentialsError(
+                f"Stored credentials for {provider!r} have no {name!r} field. Run "
+                f"`sceneflow creds set USER {provider}` with JSON that includes {name!r}."
+            )
+        return value
+
+    def fields(self) -> list[str]:
+        return sorted(self._values)
+
+    def __repr__(self) -> str:
+        return f"Credentials(fields={self.fields()})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("Credentials must never be pickled, cached or persisted")
+
+
+@runtime_checkable
+class VideoAdapter(Protocol):
+    """What every provider module implements. See README, "Adding a provider"."""
+
+    key: str
+
+    def capabilities(self) -> Capabilities: ...
+
+    def validate(self, request: StandardVideoRequest) -> list[str]:
+        """Raise RequestValidationError for what the provider cannot do; return warnings for
+        fields it has no equivalent for (they are reported, never dropped silently)."""
+        ...
+
+    async def submit(self, request: StandardVideoRequest, credentials: Credentials) -> str: ...
+
+    async def status(self, job_id: str, credentials: Credentials) -> StandardVideoResult: ...
+
+    async def cancel(self, job_id: str, credentials: Credentials) -> None: ...
+
+    async def download(
+        self, result: StandardVideoResult, credentials: Credentials, destination: Path
+    ) -> Path: ...
+
+    async def test_connection(self, credentials: Credentials) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def parse_retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
+    if ms := headers.get("retry-after-ms"):
+        try:
+            return max(float(ms) / 1000, 0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(parsed.timestamp() - time.time(), 0) if parsed else None
+
+
+class HttpAdapter:
+    """Shared plumbing: an injected (or owned) httpx.AsyncClient and error translation.
+
+    Subclasses set `key`, `default_base_url`, implement `auth_headers` and may override
+    `error_message` to pull the provider's own message out of an error body.
+    """
+
+    key: str = ""
+    default_base_url: str = ""
+    timeout = httpx.Timeout(30.0, connect=10.0)
+    moderation_markers: tuple[str, ...] = ("moderation", "safety", "content policy", "nsfw")
+
+    def __init__(
+        self, *, client: httpx.AsyncClient | None = None, base_url: str | None = None
+    ) -> None:
+        self.base_url = (base_url or self.default_base_url).rstrip("/")
+        self._own_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=self.timeout)
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> HttpAdapter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def auth_headers(self, credentials: Credentials) -> dict[str, str]:
+        raise NotImplementedError(f"{type(self).__name__} must implement auth_headers")
+
+    def error_message(self, response: httpx.Response) -> str:
+        """The provider's own words from an error body; never echoes request headers."""
+        try:
+            body = response.json()
+        except ValueError:
+            return response.text[:300] or response.reason_phrase
+        if isinstance(body, dict):
+            for key in ("error", "message", "detail", "failure"):
+                value = body.get(key)
+                if isinstance(value, dict):
+                    value = value.get("message") or value.get("detail") or value
+                if value:
+                    return str(value)[:500]
+        return str(body)[:500]
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        credentials: Credentials | None = None,
+        submit: bool = False,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """One HTTP call, translated. `submit=True` marks a call that may be billed, whose lost
+        reply becomes AmbiguousSubmitError rather than a retryable error (design.md §3)."""
+        if not url.startswith(("http://", "https://")):
+            url = self.base_url + url
+        headers = dict(kwargs.pop("headers", None) or {})
+        if credentials is not None:
+            headers.update(self.auth_headers(credentials))
+        try:
+            response = await self._client.request(method, url, headers=headers, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
+            raise TransientError(
+                f"{self.key}: could not connect to {self.base_url} ({type(e).__name__}); "
+                "check the network or the base URL setting",
+                provider=self.key,
+            ) from e
+        except httpx.TransportError as e:
+            if submit:
+                raise AmbiguousSubmitError(
+                    f"{self.key}: the submit was sent but no reply came back "
+                    f"({type(e).__name__}); it may have been accepted and billed",
+                    provider=self.key,
+                ) from e
+            raise TransientError(
+                f"{self.key}: {method} failed mid-way ({type(e).__name__}); will retry",
+                provider=self.key,
+            ) from e
+        self.raise_for_status(response, submit=submit)
+        return response
+
+    def raise_for_status(self, response: httpx.Response, *, submit: bool = False) -> None:
+        code = response.status_code
+        if code < 400:
+            return
+        what = self.error_message(response)
+        msg = f"{self.key} answered HTTP {code}: {what}"
+        if code in (401, 403):
+            raise AuthError(
+                f"{msg}. The stored key was rejected: run `sceneflow creds set USER {self.key}` "
+                f"with a valid key, then `sceneflow creds test USER {self.key}`",
+                provider=self.key,
+                status_code=code,
+            )
+        if code == 429:
+            raise RateLimitedError(
+                msg, provider=self.key, retry_after=parse_retry_after(response.headers)
+            )
+        if code >= 500 or code == 408:
+            # A 503 is load shedding: the job was not created. Other 5xx on a submit may
+            # have created one.
+            if submit and code not in (503,):
+                raise AmbiguousSubmitError(
+                    f"{msg}; the job may have been created", provider=self.key, status_code=code
+                )
+            raise TransientError(msg, provider=self.key, status_code=code)
+        if any(m in what.lower() for m in self.moderation_markers):
+            raise ModerationError(msg, provider=self.key, status_code=code)
+        raise RejectedError(msg, provider=self.key, status_code=code)
+
+    def json(self, response: httpx.Response) -> Any:
+        """Parse a success body; a malformed one is transient (proxies and overloads do this)."""
+        try:
+            return response.json()
+        except ValueError as e:
+            raise TransientError(
+                f"{self.key} sent a reply that is not JSON (HTTP {response.status_code})",
+                provider=self.key,
+                status_code=response.status_code,
+            ) from e
+
+    async def fetch_to_file(
+        self, url: str, destination: Path, *, headers: dict[str, str] | None = None
+    ) -> Path:
+        """Stream a file to `destination` atomically. The URL (often signed) is never logged."""
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        partial = destination.with_name(destination.name + ".part")
+        try:
+            async with self._client.stream(
+                "GET", url, headers=headers or {}, follow_redirects=True
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    self.raise_for_status(response)
+                with partial.open("wb") as fh:
+                    async for chunk in response.aiter_bytes(1 << 16):
+                        fh.write(chunk)
+        except httpx.TransportError as e:
+            partial.unlink(missing_ok=True)
+            raise TransientError(
+                f"{self.key}: download interrupted ({type(e).__name__}); will retry",
+                provider=self.key,
+            ) from e
+        partial.replace(destination)
+        return destination
+
+
+def require_output_url(result: StandardVideoResult, provider: str) -> str:
+    if not result.video_url:
+        raise ProviderError(
+            f"{provider}: the job {result.provider_job_id} has no output URL to download",
+            provider=provider,
+        )
+    return result.video_url

@@ -1,0 +1,127 @@
+"""The one exception tree of SceneFlow.
+
+Adapters translate provider and transport failures into these once, at their edge, with
+``raise ... from e``. Tasks read the class to decide whether to retry (``tasks.policies``).
+No message ever carries a credential, an auth header or a signed URL.
+
+    SceneFlowError
+    ├── ConfigError ............... a setting or input the user must fix; never retried
+    │   ├── EncryptionKeyError .... ENCRYPTION_KEY missing, malformed, or not the key that sealed it
+    │   ├── UnknownProviderError .. a provider key that is not in the registry
+    │   ├── CredentialsError ...... stored credentials missing, malformed or marked invalid
+    │   ├── RequestValidationError  the request breaks SceneFlow's or the provider's limits
+    │   └── NotFoundError ......... a user/provider/job that does not exist
+    └── ProviderError ............. the provider (or the way to it) failed; carries `provider`
+        ├── AuthError ............. 401/403: the key was rejected; marks is_valid false
+        ├── RateLimitedError ...... 429: retried after `retry_after` seconds
+        ├── TransientError ........ 5xx, connection and read failures, malformed replies; retried
+        ├── AmbiguousSubmitError .. a submit whose reply was lost: it may have been billed, so it
+        │                           is never retried blindly (design.md §3)
+        ├── RejectedError ......... other 4xx: the provider refused the request; never retried
+        │   └── ModerationError ... refused by the provider's content filter
+        ├── GenerationFailedError . the job ran and failed on the provider's side
+        └── GenerationTimeoutError  the job missed its deadline; it was cancelled
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AmbiguousSubmitError",
+    "AuthError",
+    "ConfigError",
+    "CredentialsError",
+    "EncryptionKeyError",
+    "GenerationFailedError",
+    "GenerationTimeoutError",
+    "ModerationError",
+    "NotFoundError",
+    "ProviderError",
+    "RateLimitedError",
+    "RejectedError",
+    "RequestValidationError",
+    "SceneFlowError",
+    "TransientError",
+    "UnknownProviderError",
+]
+
+
+class SceneFlowError(Exception):
+    """Base of every error SceneFlow raises on purpose."""
+
+
+class ConfigError(SceneFlowError):
+    """Something the user must fix: a setting, an input, stored data. Never retried."""
+
+
+class EncryptionKeyError(ConfigError):
+    pass
+
+
+class UnknownProviderError(ConfigError):
+    def __init__(self, provider: str, known: list[str]) -> None:
+        self.provider = provider
+        super().__init__(f"Unknown provider {provider!r}. Known providers: {', '.join(known)}.")
+
+
+class CredentialsError(ConfigError):
+    pass
+
+
+class RequestValidationError(ConfigError):
+    """The request breaks a rule. `problems` holds one line per broken rule, each naming a field."""
+
+    def __init__(self, problems: list[str], *, provider: str | None = None) -> None:
+        self.problems = list(problems)
+        self.provider = provider
+        where = f" for provider {provider!r}" if provider else ""
+        super().__init__(f"Invalid request{where}: " + "; ".join(self.problems))
+
+
+class NotFoundError(ConfigError):
+    pass
+
+
+class ProviderError(SceneFlowError):
+    """A failure on the provider's side or on the way to it."""
+
+    def __init__(self, message: str, *, provider: str, status_code: int | None = None) -> None:
+        self.provider = provider
+        self.status_code = status_code
+        super().__init__(message)
+
+
+class AuthError(ProviderError):
+    pass
+
+
+class RateLimitedError(ProviderError):
+    def __init__(
+        self, message: str, *, provider: str, retry_after: float | None = None,
+        status_code: int | None = 429,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, provider=provider, status_code=status_code)
+
+
+class TransientError(ProviderError):
+    pass
+
+
+class AmbiguousSubmitError(ProviderError):
+    """The submit went out but no reply came back. Retrying blindly could pay twice."""
+
+
+class RejectedError(ProviderError):
+    pass
+
+
+class ModerationError(RejectedError):
+    pass
+
+
+class GenerationFailedError(ProviderError):
+    pass
+
+
+class GenerationTimeoutError(ProviderError):
+    pass

@@ -1,0 +1,162 @@
+"""The standard request and result every provider speaks, and the gateway's response envelope."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = [
+    "AspectRatio",
+    "GatewayResponse",
+    "JobStatus",
+    "Provider",
+    "Quality",
+    "StandardVideoRequest",
+    "StandardVideoResult",
+    "format_validation_error",
+    "TERMINAL_STATUSES",
+]
+
+
+class Provider(StrEnum):
+    """Provider keys known to SceneFlow. `adapters.REGISTRY` maps each to its adapter."""
+
+    LOCAL = "local"
+    RUNWAY = "runway"
+    VEO = "veo"
+    VERTEX = "vertex"
+    LUMA = "luma"
+    REPLICATE = "replicate"
+    FAL = "fal"
+
+
+class JobStatus(StrEnum):
+    QUEUED = "QUEUED"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"
+    # The submit may or may not have reached the provider (the response was lost); see design §3.
+    UNKNOWN = "UNKNOWN"
+
+
+TERMINAL_STATUSES = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT}
+)
+
+AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"]
+Quality = Literal["draft", "standard", "high"]
+
+_RESOLUTION_NAMES = {"480p": 480, "720p": 720, "1080p": 1080, "4k": 2160}
+_WXH = re.compile(r"^(\d{2,5})x(\d{2,5})$")
+
+
+class StandardVideoRequest(BaseModel):
+    """One video to generate, in provider-neutral terms."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    prompt: str = Field(
+        min_length=1, max_length=4000, description="What the video shows. 1 to 4,000 characters."
+    )
+    negative_prompt: str | None = Field(None, max_length=4000, description="What to avoid.")
+    aspect_ratio: AspectRatio = Field(description="Frame shape.")
+    motion_intensity: int = Field(ge=1, le=10, description="How much moves: 1 (still) to 10.")
+    duration: float = Field(5, ge=1, le=120, description="Length in seconds, 1 to 120.")
+    resolution: str = Field(
+        "720p", description='"WxH" such as "1920x1080", or one of 480p, 720p, 1080p, 4k.'
+    )
+    style: str | None = Field(None, max_length=200, description="A visual style hint.")
+    quality: Quality = Field("standard", description="draft, standard or high.")
+    fps: int = Field(24, ge=6, le=60, description="Frames per second, 6 to 60.")
+    seed: int | None = Field(None, ge=0, le=999_999_999, description="0 to 999999999.")
+    image_url: str | None = Field(None, description="Optional first frame (http(s) or data URL).")
+    model: str | None = Field(None, description="Provider model id; each provider has a default.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be blank")
+        return v
+
+    @field_validator("resolution")
+    @classmethod
+    def _resolution(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v in _RESOLUTION_NAMES:
+            return v
+        m = _WXH.match(v)
+        if m and all(16 <= int(x) <= 7680 for x in m.groups()):
+            return v
+        raise ValueError(
+            'must be "WxH" with each side 16 to 7680 (such as "1920x1080"), '
+            "or one of 480p, 720p, 1080p, 4k"
+        )
+
+    @field_validator("image_url")
+    @classmethod
+    def _image_url(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("http://", "https://", "data:")):
+            raise ValueError("must be an http(s) URL or a data: URL")
+        return v or None
+
+    def frame_size(self) -> tuple[int, int]:
+        """Width and height in pixels, even-numbered (H.264 needs even sides)."""
+        m = _WXH.match(self.resolution)
+        if m:
+            w, h = int(m.group(1)), int(m.group(2))
+        else:
+            short = _RESOLUTION_NAMES[self.resolution]
+            a, b = (int(x) for x in self.aspect_ratio.split(":"))
+            if a >= b:
+                w, h = round(short * a / b), short
+            else:
+                w, h = short, round(short * b / a)
+        return w - w % 2, h - h % 2
+
+
+class StandardVideoResult(BaseModel):
+    """Where a generation stands, in provider-neutral terms."""
+
+    status: JobStatus
+    provider_job_id: str | None = None
+    progress: float = Field(0, ge=0, le=100)
+    estimated_time_remaining: float | None = None
+    video_url: str | None = None
+    output_path: str | None = None
+    error_message: str | None = None
+    cost: float | None = None
+    provider_details: dict[str, Any] = Field(default_factory=dict)
+
+
+T = TypeVar("T")
+
+
+class GatewayResponse(BaseModel, Generic[T]):
+    """What application code gets back from `VideoGenerationGateway`."""
+
+    success: bool
+    data: T | None = None
+    error: str | None = None
+    message: str | None = None
+
+
+def format_validation_error(exc: ValidationError) -> list[str]:
+    """One readable line per problem, each naming the field: `duration: must be ...`."""
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "request"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "literal_error":
+            msg = f"must be one of {err['ctx']['expected']}"
+        elif err["type"] == "extra_forbidden":
+            msg = "is not a known field; allowed: " + ", ".join(
+                StandardVideoRequest.model_fields
+            )
+        lines.append(f"{field}: {msg}")
+    return lines

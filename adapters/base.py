@@ -314,3 +314,18 @@ def require_output_url(result: StandardVideoResult, provider: str) -> str:
             provider=provider,
         )
     return result.video_url
+
+
+def compose_prompt(request: StandardVideoRequest, *, style: bool = True) -> str:
+    """The prompt with the style folded in, for providers that have no style field.
+
+    Providers that map `style` this way say so in capabilities ("mapped: appended to prompt").
+    """
+    if style and request.style:
+        return f"{request.prompt.rstrip('. ')}. Style: {request.style}."
+    return request.prompt
+
+
+def unsupported_warning(provider: str, field: str, what_happens: str) -> str:
+    """The one wording for a field a provider has no equivalent for (reported, never silent)."""
+    return f"{field}: {provider} has no equivalent setting; {what_happens}"

@@ -1,0 +1,68 @@
+"""generate_video: one request, one Prefect flow, one task per step."""
+
+from __future__ import annotations
+
+import time
+
+from prefect import flow
+
+from adapters import get_adapter
+from sceneflow import jobs
+from sceneflow.errors import SceneFlowError
+from sceneflow.models import JobStatus, Provider, StandardVideoRequest, StandardVideoResult
+from sceneflow.settings import get_settings
+from tasks.credentials import load_credentials
+from tasks.generation import download_video, submit_generation, validate_request, wait_for_generation
+from tasks.record import record_outcome
+
+
+def deadline_for(provider: str, capability_deadline: float, override: float | None) -> float:
+    """Seconds a job may run: the flow's override, else SCENEFLOW_DEADLINES__<KEY>, else the
+    provider's own default."""
+    if override:
+        return override
+    configured = {k.lower(): v for k, v in get_settings().deadlines.items()}
+    return configured.get(provider, capability_deadline)
+
+
+@flow(name="generate-video", flow_run_name="generate-video[{provider}]")
+async def generate_video(
+    user_id: str,
+    provider: Provider,
+    request: StandardVideoRequest,
+    output_dir: str = "outputs",
+    force: bool = False,
+    deadline_seconds: float | None = None,
+) -> StandardVideoResult:
+    """Generate one video: validate, load credentials, submit, wait, download, record.
+
+    Args:
+        user_id: Whose stored credentials to use. Keys are never flow parameters.
+        provider: Which provider renders the video.
+        request: What to generate.
+        output_dir: A folder or an fsspec URL (s3://bucket/prefix) for the video.
+        force: Submit anew even if this request already ran.
+        deadline_seconds: Give up (and cancel) after this many seconds; default per provider.
+    """
+    provider_key = Provider(provider).value
+    warnings = validate_request(provider_key, request)
+    credentials = await load_credentials(user_id, provider_key)
+    job = jobs.prepare_job(user_id=user_id, provider=provider_key, request=request, force=force)
+    adapter = get_adapter(provider_key)
+    caps = adapter.capabilities()
+    deadline_at = time.time() + deadline_for(provider_key, caps.deadline, deadline_seconds)
+    try:
+        job = await submit_generation(job, adapter, credentials, user_id)
+        result = await wait_for_generation(job, adapter, credentials, user_id, deadline_at)
+        job = await download_video(job, adapter, credentials, result, user_id, output_dir)
+    except SceneFlowError:
+        record_outcome(job.job_id, user_id)
+        raise
+    finally:
+        await adapter.aclose()
+    summary = record_outcome(job.job_id, user_id)
+    return StandardVideoResult(
+        status=JobStatus.COMPLETED, provider_job_id=job.provider_job_id, progress=100,
+        output_path=job.output_path, cost=summary["cost"],
+        provider_details={"job_id": job.job_id, "warnings": warnings, "duration": job.duration},
+    )

@@ -1,0 +1,134 @@
+"""Prompt CSVs in, results.csv out. Pure functions: no Prefect, no provider calls.
+
+Row numbers are the ones a spreadsheet shows: the header is row 1, the first prompt row 2.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ValidationError
+
+from sceneflow.errors import ConfigError
+from sceneflow.models import StandardVideoRequest, format_validation_error
+
+EXTRA_COLUMNS = ("id", "provider")
+RESULT_COLUMNS = [
+    "id", "row_number", "provider", "status", "provider_job_id", "output_path", "duration",
+    "error", "warnings", "attempts", "cost", "submitted_at", "finished_at", "job_id",
+]
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class PromptRow(BaseModel):
+    row_number: int
+    row_id: str | None
+    provider: str
+    request: StandardVideoRequest
+    occurrence: int = 0
+    warnings: list[str] = []
+
+
+class RowProblem(BaseModel):
+    row_number: int
+    row_id: str | None
+    provider: str | None
+    problems: list[str]
+
+    def message(self) -> str:
+        return f"row {self.row_number}: " + "; ".join(self.problems)
+
+
+class PromptBatch(BaseModel):
+    rows: list[PromptRow]
+    problems: list[RowProblem]
+
+
+def read_csv_text(source: str) -> pd.DataFrame:
+    """A path or any fsspec URL; every cell as text, empty cells as empty strings."""
+    try:
+        return pd.read_csv(source, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except FileNotFoundError as e:
+        raise ConfigError(f"Prompt CSV not found: {source}. Pass an existing file or URL.") from e
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ConfigError(f"Cannot read {source} as CSV ({e}). Save it as UTF-8 CSV with a "
+                          "header row.") from e
+
+
+def parse_prompts(
+    frame: pd.DataFrame, *, default_provider: str,
+    provider_check: Callable[[str, StandardVideoRequest], list[str]],
+) -> PromptBatch:
+    """Validate every row in one pass. `provider_check(provider, request)` raises
+    RequestValidationError / UnknownProviderError for what the provider cannot do, and returns
+    warnings. Bad rows are collected, never raised."""
+    from sceneflow.errors import RequestValidationError, UnknownProviderError
+
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    allowed = set(StandardVideoRequest.model_fields) | set(EXTRA_COLUMNS)
+    unknown = [c for c in frame.columns if c not in allowed]
+    if unknown:
+        raise ConfigError(
+            f"Unknown column(s) {', '.join(unknown)}. Allowed columns: "
+            f"{', '.join(sorted(allowed))}."
+        )
+    if "prompt" not in frame.columns:
+        raise ConfigError("The CSV has no 'prompt' column; every row needs a prompt.")
+    rows: list[PromptRow] = []
+    problems: list[RowProblem] = []
+    seen_ids: dict[str, int] = {}
+    occurrences: Counter[str] = Counter()
+    for index, record in enumerate(frame.to_dict(orient="records")):
+        row_number = index + 2
+        cells = {k: v.strip() for k, v in record.items() if isinstance(v, str) and v.strip()}
+        row_id = cells.pop("id", None)
+        provider = cells.pop("provider", None) or default_provider
+        errors: list[str] = []
+        if row_id is not None:
+            if row_id in seen_ids:
+                errors.append(f"id: {row_id!r} is already used by row {seen_ids[row_id]}; "
+                              "ids must be unique")
+            seen_ids.setdefault(row_id, row_number)
+        request = None
+        try:
+            request = StandardVideoRequest.model_validate(cells)
+        except ValidationError as e:
+            errors.extend(format_validation_error(e))
+        warnings: list[str] = []
+        if request is not None:
+            try:
+                warnings = provider_check(provider, request)
+            except UnknownProviderError as e:
+                errors.append(f"provider: {e}")
+            except RequestValidationError as e:
+                errors.extend(e.problems)
+        if errors or request is None:
+            problems.append(RowProblem(row_number=row_number, row_id=row_id, provider=provider,
+                                       problems=errors))
+            continue
+        signature = f"{provider}\x1f{request.model_dump_json()}"
+        rows.append(PromptRow(
+            row_number=row_number, row_id=row_id, provider=provider, request=request,
+            occurrence=occurrences[signature], warnings=warnings,
+        ))
+        occurrences[signature] += 1
+    return PromptBatch(rows=rows, problems=problems)
+
+
+def neutralise(value: Any) -> Any:
+    """Spreadsheets run cells that start with = + - @ as formulas (CSV injection)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def results_csv(records: list[dict[str, Any]]) -> str:
+    frame = pd.DataFrame.from_records(records, columns=RESULT_COLUMNS)
+    frame = frame.sort_values("row_number", kind="stable")
+    buf = io.StringIO()
+    frame.map(neutralise).to_csv(buf, index=False)
+    return buf.getvalue()

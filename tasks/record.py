@@ -1,0 +1,56 @@
+"""Close out a job: one summary line in the run log and a Prefect event for Automations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+
+from sceneflow import jobs, store
+from sceneflow.db import session_scope
+from sceneflow.models import JobStatus
+
+_EVENTS = {
+    JobStatus.COMPLETED: "sceneflow.video.completed",
+    JobStatus.TIMED_OUT: "sceneflow.video.timed_out",
+}
+
+
+def emit_job_event(summary: dict[str, Any], *, user_id: str, batch_id: str | None) -> None:
+    """`sceneflow.video.completed`, `.failed` or `.timed_out`: ids only, no secrets, no URLs."""
+    status = JobStatus(summary["status"])
+    emit_event(
+        event=_EVENTS.get(status, "sceneflow.video.failed"),
+        resource={
+            "prefect.resource.id": f"sceneflow.job.{summary['job_id']}",
+            "prefect.resource.name": summary.get("row_id") or summary["job_id"],
+            "sceneflow.provider": summary["provider"],
+            "sceneflow.user": user_id,
+        },
+        payload={
+            "job_id": summary["job_id"], "user_id": user_id, "provider": summary["provider"],
+            "batch_id": batch_id, "status": status.value,
+            "provider_job_id": summary["provider_job_id"], "error": summary["error"],
+        },
+    )
+
+
+def finish_job(job_id: str, *, user_id: str, batch_id: str | None = None) -> dict[str, Any]:
+    """Log and announce a job's final state; returns its summary (no secrets)."""
+    with session_scope() as session:
+        summary = jobs.job_summary(store.get_job(session=session, job_id=job_id))
+    emit_job_event(summary, user_id=user_id, batch_id=batch_id)
+    return summary
+
+
+@task(cache_policy=NO_CACHE, persist_result=False, task_run_name="record[{job_id}]")
+def record_outcome(job_id: str, user_id: str, batch_id: str | None = None) -> dict[str, Any]:
+    """Write the job's outcome to the run log and emit its event."""
+    summary = finish_job(job_id, user_id=user_id, batch_id=batch_id)
+    get_run_logger().info(
+        "job %s (%s): %s%s", job_id, summary["provider"], summary["status"],
+        f" - {summary['error']}" if summary["error"] else "",
+    )
+    return summary

@@ -1,0 +1,402 @@
+"""The tables and keyword-only functions over them.
+
+Credentials are sealed by `sceneflow.vault` before they reach a row; no function here ever
+writes plaintext. Functions flush but never commit: the caller's `db.session_scope()` decides.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from sceneflow import vault
+from sceneflow.errors import CredentialsError, NotFoundError
+from sceneflow.models import JobStatus
+
+__all__ = [
+    "ATTEMPT_OPERATIONS",
+    "GenerationAttempt",
+    "GenerationJob",
+    "UserProviderConfig",
+    "UserProviderConfigPublic",
+    "delete_credentials",
+    "find_job",
+    "get_config",
+    "get_job",
+    "get_or_create_job",
+    "jobs_for_batch",
+    "list_all_configs",
+    "list_configs",
+    "load_credentials",
+    "put_credentials",
+    "record_attempt",
+    "rotate_keys",
+    "set_validity",
+    "update_job",
+    "utcnow",
+]
+
+ATTEMPT_OPERATIONS = frozenset({"submit", "status", "cancel", "download", "test"})
+_OUTCOMES = frozenset({"ok", "error"})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timestamp that always comes back timezone-aware in UTC (SQLite drops the zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+def _created() -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class _ConfigBase(SQLModel):
+    user_id: str = Field(index=True)
+    provider_name: str
+    key_id: str
+    is_valid: bool | None = Field(default=None, description="None while never tested.")
+    last_validated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class UserProviderConfig(_ConfigBase, table=True):
+    """One user's sealed credentials for one provider."""
+
+    __tablename__ = "user_provider_config"
+    __table_args__ = (sa.UniqueConstraint("user_id", "provider_name", name="uq_user_provider"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    encrypted_credentials: str = Field(sa_type=sa.Text, repr=False)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class UserProviderConfigPublic(_ConfigBase):
+    """What may be shown about stored credentials: everything except the sealed token."""
+
+    id: int
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def validity(self) -> str:
+        return {True: "valid", False: "invalid", None: "unknown"}[self.is_valid]
+
+
+class GenerationJob(SQLModel, table=True):
+    """One requested video; the source of truth for its state (design.md section 3)."""
+
+    __tablename__ = "generation_job"
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex, primary_key=True, max_length=32)
+    idempotency_key: str = Field(unique=True, index=True)
+    batch_id: str | None = Field(default=None, index=True)
+    row_number: int | None = None
+    user_id: str = Field(index=True)
+    provider: str
+    request_json: str = Field(sa_type=sa.Text)
+    status: str = Field(default=JobStatus.QUEUED.value, index=True)
+    provider_job_id: str | None = Field(default=None, index=True)
+    progress: float = 0.0
+    video_url: str | None = Field(default=None, sa_type=sa.Text)
+    output_path: str | None = Field(default=None, sa_type=sa.Text)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    attempts: int = 0
+    cost: float | None = None
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+    submitted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class GenerationAttempt(SQLModel, table=True):
+    """One call to a provider and what came back. `detail` never holds a secret."""
+
+    __tablename__ = "generation_attempt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(foreign_key="generation_job.id", index=True, max_length=32)
+    operation: str
+    started_at: datetime = _created()
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    outcome: str
+    http_status: int | None = None
+    error_class: str | None = None
+    detail: str = Field(default="", sa_type=sa.Text)
+
+
+def _missing(user_id: str, provider: str) -> str:
+    return (
+        f"No credentials for provider {provider!r} and user {user_id!r}: "
+        f"run `sceneflow creds set {user_id} {provider}`"
+    )
+
+
+# --- credentials -------------------------------------------------------------------------
+
+
+def get_config(*, session: Session, user_id: str, provider: str) -> UserProviderConfig | None:
+    stmt = select(UserProviderConfig).where(
+        UserProviderConfig.user_id == user_id, UserProviderConfig.provider_name == provider
+    )
+    return session.exec(stmt).first()
+
+
+def _require_config(*, session: Session, user_id: str, provider: str) -> UserProviderConfig:
+    row = get_config(session=session, user_id=user_id, provider=provider)
+    if row is None:
+        raise NotFoundError(_missing(user_id, provider))
+    return row
+
+
+def put_credentials(
+    *,
+    session: Session,
+    user_id: str,
+    provider: str,
+    credentials: dict[str, Any],
+    keyring: vault.Keyring | None = None,
+) -> UserProviderConfig:
+    """Seal and store credentials, replacing any earlier ones; validity goes back to unknown."""
+    if not user_id.strip():
+        raise CredentialsError("The user id must not be blank.")
+    if not credentials:
+        raise CredentialsError(
+            f"The credentials for provider {provider!r} are empty: give a JSON object with "
+            'at least one field, such as {"api_key": "..."}.'
+        )
+    ring = keyring or vault.Keyring.from_settings()
+    token, kid = ring.seal(user_id=user_id, provider=provider, credentials=credentials)
+    row = get_config(session=session, user_id=user_id, provider=provider)
+    if row is None:
+        row = UserProviderConfig(
+            user_id=user_id, provider_name=provider, encrypted_credentials=token, key_id=kid
+        )
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:
+            # Another writer stored this (user, provider) first; overwrite theirs below.
+            row = _require_config(session=session, user_id=user_id, provider=provider)
+    row.encrypted_credentials, row.key_id = token, kid
+    row.is_valid, row.last_validated_at, row.updated_at = None, None, utcnow()
+    session.add(row)
+    session.flush()
+    return row
+
+
+def load_credentials(
+    *, session: Session, user_id: str, provider: str, keyring: vault.Keyring | None = None
+) -> dict[str, Any]:
+    """The decrypted credentials; they live in memory only and must never be logged."""
+    row = get_config(session=session, user_id=user_id, provider=provider)
+    if row is None:
+        raise CredentialsError(_missing(user_id, provider))
+    ring = keyring or vault.Keyring.from_settings()
+    return ring.unseal(user_id=user_id, provider=provider, token=row.encrypted_credentials)
+
+
+def list_configs(*, session: Session, user_id: str) -> list[UserProviderConfig]:
+    stmt = (
+        select(UserProviderConfig)
+        .where(UserProviderConfig.user_id == user_id)
+        .order_by(col(UserProviderConfig.provider_name))
+    )
+    return list(session.exec(stmt))
+
+
+def list_all_configs(*, session: Session) -> list[UserProviderConfig]:
+    stmt = select(UserProviderConfig).order_by(
+        col(UserProviderConfig.user_id), col(UserProviderConfig.provider_name)
+    )
+    return list(session.exec(stmt))
+
+
+def delete_credentials(*, session: Session, user_id: str, provider: str) -> None:
+    row = get_config(session=session, user_id=user_id, provider=provider)
+    if row is None:
+        raise NotFoundError(
+            f"No credentials for provider {provider!r} and user {user_id!r}, so nothing was "
+            f"deleted: `sceneflow creds list {user_id}` shows what is stored."
+        )
+    session.delete(row)
+    session.flush()
+
+
+def set_validity(
+    *, session: Session, user_id: str, provider: str, is_valid: bool
+) -> UserProviderConfig:
+    """Record the outcome of a credentials test (or of a provider rejecting the key)."""
+    row = _require_config(session=session, user_id=user_id, provider=provider)
+    row.is_valid, row.last_validated_at = is_valid, utcnow()
+    session.add(row)
+    session.flush()
+    return row
+
+
+def rotate_keys(*, session: Session, keyring: vault.Keyring | None = None) -> int:
+    """Re-seal every row not yet under the current key; returns how many were re-sealed.
+
+    Everything happens in the caller's one transaction, so a failure leaves every row as it
+    was (readable with the current and previous keys), and running it again finishes the job.
+    """
+    ring = keyring or vault.Keyring.from_settings()
+    stmt = (
+        select(UserProviderConfig)
+        .where(UserProviderConfig.key_id != ring.current_id)
+        .order_by(col(UserProviderConfig.id))
+        .with_for_update()
+    )
+    rows = list(session.exec(stmt))
+    for row in rows:
+        creds = ring.unseal(
+            user_id=row.user_id, provider=row.provider_name, token=row.encrypted_credentials
+        )
+        row.encrypted_credentials, row.key_id = ring.seal(
+            user_id=row.user_id, provider=row.provider_name, credentials=creds
+        )
+        row.updated_at = utcnow()
+        session.add(row)
+    session.flush()
+    return len(rows)
+
+
+# --- jobs --------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    # Enums go in as their values, whatever the driver would make of them.
+    return value.value if isinstance(value, Enum) else value
+
+
+def _check_fields(fields: dict[str, Any]) -> None:
+    unknown = set(fields) - set(GenerationJob.model_fields)
+    if unknown:
+        raise TypeError(
+            f"Unknown generation_job field(s): {', '.join(sorted(unknown))}; "
+            f"allowed: {', '.join(GenerationJob.model_fields)}"
+        )
+
+
+def get_job(*, session: Session, job_id: str) -> GenerationJob | None:
+    return session.get(GenerationJob, job_id)
+
+
+def _job_by_key(*, session: Session, idempotency_key: str) -> GenerationJob | None:
+    stmt = select(GenerationJob).where(GenerationJob.idempotency_key == idempotency_key)
+    return session.exec(stmt).first()
+
+
+def get_or_create_job(
+    *, session: Session, idempotency_key: str, **fields: Any
+) -> tuple[GenerationJob, bool]:
+    """The job with this idempotency key, creating it from `fields` if there is none.
+
+    Returns (job, created). Safe against a concurrent writer inserting the same key.
+    """
+    _check_fields(fields)
+    job = _job_by_key(session=session, idempotency_key=idempotency_key)
+    if job is not None:
+        return job, False
+    job = GenerationJob(
+        idempotency_key=idempotency_key, **{k: _plain(v) for k, v in fields.items()}
+    )
+    try:
+        with session.begin_nested():
+            session.add(job)
+    except IntegrityError:
+        existing = _job_by_key(session=session, idempotency_key=idempotency_key)
+        if existing is None:
+            raise
+        return existing, False
+    return job, True
+
+
+def find_job(*, session: Session, job_id_or_provider_job_id: str) -> GenerationJob | None:
+    """Look a job up by our id, else by the provider's job id (the newest match)."""
+    job = get_job(session=session, job_id=job_id_or_provider_job_id)
+    if job is not None:
+        return job
+    stmt = (
+        select(GenerationJob)
+        .where(GenerationJob.provider_job_id == job_id_or_provider_job_id)
+        .order_by(col(GenerationJob.created_at).desc())
+    )
+    return session.exec(stmt).first()
+
+
+def update_job(*, session: Session, job_id: str, **changes: Any) -> GenerationJob:
+    """Apply `changes` to a job and bump its updated_at."""
+    _check_fields(changes)
+    job = get_job(session=session, job_id=job_id)
+    if job is None:
+        raise NotFoundError(f"No generation job with id {job_id!r}.")
+    for name, value in changes.items():
+        setattr(job, name, _plain(value))
+    job.updated_at = utcnow()
+    session.add(job)
+    session.flush()
+    return job
+
+
+def record_attempt(
+    *,
+    session: Session,
+    job_id: str,
+    operation: str,
+    outcome: str,
+    detail: str = "",
+    started_at: datetime | None = None,
+    finished_at: datetime | None = None,
+    http_status: int | None = None,
+    error_class: str | None = None,
+) -> GenerationAttempt:
+    """Log one provider call. `detail` must describe, never quote, anything secret."""
+    if operation not in ATTEMPT_OPERATIONS:
+        raise ValueError(
+            f"operation must be one of {sorted(ATTEMPT_OPERATIONS)}, not {operation!r}"
+        )
+    if outcome not in _OUTCOMES:
+        raise ValueError(f"outcome must be one of {sorted(_OUTCOMES)}, not {outcome!r}")
+    attempt = GenerationAttempt(
+        job_id=job_id,
+        operation=operation,
+        outcome=outcome,
+        detail=detail,
+        started_at=started_at or utcnow(),
+        finished_at=finished_at or utcnow(),
+        http_status=http_status,
+        error_class=error_class,
+    )
+    session.add(attempt)
+    session.flush()
+    return attempt
+
+
+def jobs_for_batch(*, session: Session, batch_id: str) -> list[GenerationJob]:
+    stmt = (
+        select(GenerationJob)
+        .where(GenerationJob.batch_id == batch_id)
+        .order_by(col(GenerationJob.row_number), col(GenerationJob.created_at))
+    )
+    return list(session.exec(stmt))

@@ -1,0 +1,399 @@
+"""Replicate: predictions on hosted models (providers.md §5).
+
+Every Replicate model has its own input names, so this module carries a small explicit table of
+well-known video models saying where each StandardVideoRequest field goes. Any other
+`owner/name` (or `owner/name:<version>`) model receives only the prompt, with the style folded
+in, and every other set field comes back as a warning: its input names cannot be known here.
+
+Replicate deletes API outputs an hour after the prediction, so the pipeline downloads at once.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from adapters.base import (
+    Capabilities,
+    Credentials,
+    FieldMapping,
+    HttpAdapter,
+    ModelCapabilities,
+    compose_prompt,
+    require_output_url,
+    unsupported_warning,
+)
+from sceneflow.errors import ModerationError, RequestValidationError, TransientError
+from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
+
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "MODELS", "ReplicateAdapter"]
+
+DEFAULT_BASE_URL = "https://api.replicate.com"
+# Accepts the standard request's defaults (16:9, 5 s, text only) and has a negative prompt.
+DEFAULT_MODEL = "kwaivgi/kling-v2.5-turbo-pro"
+# Output files live on Replicate's CDN. The SDK sends its token with every output download;
+# we do the same, but only to Replicate's own hosts so a model cannot steer the token elsewhere.
+_TRUSTED_DOWNLOAD_HOSTS = ("replicate.delivery", "replicate.com")
+_REF = re.compile(r"^([A-Za-z0-9][\w.-]*)/([\w.-]+)(?::([0-9a-f]{64}))?$")
+# tqdm progress bars in the logs, as the SDK parses them (`Prediction.Progress._pattern`).
+_PROGRESS = re.compile(r"^\s*(\d+)%\s*\|.+?\|\s*(\d+)/(\d+)")
+_STATUS = {
+    "starting": JobStatus.QUEUED,
+    "processing": JobStatus.PROCESSING,
+    "succeeded": JobStatus.COMPLETED,
+    "failed": JobStatus.FAILED,
+    "canceled": JobStatus.CANCELLED,
+    "aborted": JobStatus.CANCELLED,  # its Cancel-After deadline passed before it started
+}
+
+_NATIVE, _MAPPED, _UNSUPPORTED = "native", "mapped", "unsupported"
+
+
+class _Spec(BaseModel):
+    """Where one model takes each request field; None means the model has no such input."""
+
+    image: str
+    negative_prompt: str | None = None
+    seed: str | None = None
+    aspect_ratio: str | None = None
+    aspect_ratios: list[str]
+    durations: list[int]
+    # Our resolution tier (the frame's short side) -> the model's `resolution` value.
+    resolutions: dict[int, str] | None = None
+    # The model ignores aspect_ratio when given a first frame: the image sets the shape.
+    image_sets_aspect: bool = False
+    # Durations allowed only at one resolution tier (Hailuo: 10 s only at 768p).
+    duration_needs: dict[int, int] = {}
+    notes: dict[str, str] = {}
+
+
+# Input names from each model's API page on replicate.com (schema of the latest version).
+MODELS: dict[str, _Spec] = {
+    "kwaivgi/kling-v2.5-turbo-pro": _Spec(
+        image="start_image",
+        negative_prompt="negative_prompt",
+        aspect_ratio="aspect_ratio",
+        aspect_ratios=["16:9", "9:16", "1:1"],
+        durations=[5, 10],
+        image_sets_aspect=True,
+        notes={"resolution": "the model picks its own output size"},
+    ),
+    "google/veo-3.1": _Spec(
+        image="image",
+        negative_prompt="negative_prompt",
+        seed="seed",
+        aspect_ratio="aspect_ratio",
+        aspect_ratios=["16:9", "9:16"],
+        durations=[4, 6, 8],
+        resolutions={720: "720p", 1080: "1080p"},
+    ),
+    "minimax/hailuo-02": _Spec(
+        image="first_frame_image",
+        # No aspect input: text-to-video renders 16:9, image-to-video follows the image.
+        aspect_ratios=["16:9"],
+        durations=[6, 10],
+        image_sets_aspect=True,
+        resolutions={480: "512p", 512: "512p", 720: "768p", 768: "768p", 1080: "1080p"},
+        duration_needs={10: 720},
+        notes={"resolution": "480p is sent as 512p, 720p as 768p"},
+    ),
+}
+_REQUEST_FIELDS = [f for f in StandardVideoRequest.model_fields if f != "model"]
+_TIERS = (480, 720, 1080, 2160)  # short sides of the named resolutions 480p..4k
+
+
+class _Prediction(BaseModel):
+    id: str
+    model: str | None = None
+    version: str | None = None
+    status: Literal["starting", "processing", "succeeded", "failed", "canceled", "aborted"]
+    output: str | list[Any] | dict[str, Any] | None = None
+    logs: str | None = None
+    error: str | None = None
+    metrics: dict[str, Any] | None = None
+    data_removed: bool = False
+    created_at: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+
+
+class _Account(BaseModel):
+    type: str
+    username: str
+
+
+def _capabilities(spec: _Spec) -> ModelCapabilities:
+    fields = {
+        name: FieldMapping(support=_UNSUPPORTED, note="not sent; validate() warns")
+        for name in _REQUEST_FIELDS
+    }
+    fields["prompt"] = FieldMapping(support=_NATIVE, note="prompt")
+    fields["style"] = FieldMapping(support=_MAPPED, note="appended to the prompt")
+    fields["image_url"] = FieldMapping(support=_NATIVE, note=spec.image)
+    fields["duration"] = FieldMapping(support=_NATIVE, note="duration (whole seconds)")
+    for name in ("negative_prompt", "seed", "aspect_ratio"):
+        if input_name := getattr(spec, name):
+            fields[name] = FieldMapping(support=_NATIVE, note=input_name)
+    if spec.aspect_ratio is None:
+        fields["aspect_ratio"] = FieldMapping(
+            support=_MAPPED, note="not sent: 16:9 from text; an image_url sets the shape"
+        )
+    if spec.resolutions:
+        same = all(f"{k}p" == v for k, v in spec.resolutions.items())
+        fields["resolution"] = FieldMapping(
+            support=_NATIVE if same else _MAPPED,
+            note=spec.notes.get("resolution", "resolution, by the frame's short side"),
+        )
+    elif note := spec.notes.get("resolution"):
+        fields["resolution"] = FieldMapping(support=_UNSUPPORTED, note=note)
+    return ModelCapabilities(
+        fields=fields,
+        aspect_ratios=spec.aspect_ratios,
+        durations=[float(d) for d in spec.durations],
+        min_duration=min(spec.durations),
+        max_duration=max(spec.durations),
+        resolutions=[f"{k}p" for k in _TIERS if k in spec.resolutions]
+        if spec.resolutions
+        else None,
+        text_to_video=True,
+        image_to_video=True,
+    )
+
+
+def _progress(logs: str | None) -> float:
+    for line in reversed((logs or "").splitlines()):
+        if m := _PROGRESS.match(line.strip()):
+            return min(float(m.group(1)), 100.0)
+    return 0.0
+
+
+class ReplicateAdapter(HttpAdapter):
+    """Replicate predictions API: create on a model, poll, cancel, download the output URI."""
+
+    key = "replicate"
+    default_base_url = DEFAULT_BASE_URL
+    moderation_markers = (*HttpAdapter.moderation_markers, "flagged as sensitive", "(e005)")
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            provider=self.key,
+            default_model=DEFAULT_MODEL,
+            models={name: _capabilities(spec) for name, spec in MODELS.items()},
+            credential_fields=["api_key"],
+            can_cancel=True,
+            connection_test="GET /v1/account",
+            # The SDK polls every 0.5 s; video predictions take minutes and reads are limited
+            # to 3000/min per account, so start at 2 s. Outputs vanish after an hour.
+            poll_interval=2,
+            max_poll_interval=15,
+            deadline=1800,  # Replicate stops a prediction after 30 minutes
+            downloads_need_auth=True,
+        )
+
+    def auth_headers(self, credentials: Credentials) -> dict[str, str]:
+        return {"Authorization": f"Bearer {credentials.require('api_key', provider=self.key)}"}
+
+    def error_message(self, response: httpx.Response) -> str:
+        """Replicate errors are RFC 7807 problem details: {type, title, status, detail}."""
+        try:
+            body = response.json()
+        except ValueError:
+            return super().error_message(response)
+        if not isinstance(body, dict) or not (body.get("detail") or body.get("title")):
+            return super().error_message(response)
+        title, detail = str(body.get("title") or ""), str(body.get("detail") or "").strip()
+        if title and detail and title.lower() not in detail.lower():
+            return f"{title}: {detail}"[:500]
+        return (detail or title)[:500]
+
+    def validate(self, request: StandardVideoRequest) -> list[str]:
+        return self._build(request)[2]
+
+    def _build(self, request: StandardVideoRequest) -> tuple[str, dict[str, Any], list[str]]:
+        """(path, body, warnings) for a request, or RequestValidationError with every problem."""
+        ref = request.model or DEFAULT_MODEL
+        m = _REF.match(ref)
+        if not m:
+            raise RequestValidationError(
+                [
+                    f"model: must be 'owner/name' or 'owner/name:<64-hex version id>' of a "
+                    f"Replicate model (tested: {', '.join(MODELS)}); got {ref!r}"
+                ],
+                provider=self.key,
+            )
+        owner, name, version = m.groups()
+        model = f"{owner}/{name}"
+        spec = MODELS.get(model)
+        inputs: dict[str, Any] = {"prompt": compose_prompt(request)}
+        if spec is None:
+            warnings = self._unknown_model_warnings(request, model)
+        else:
+            warnings = self._map(request, model, spec, inputs)
+        if version:
+            return "/v1/predictions", {"version": version, "input": inputs}, warnings
+        return f"/v1/models/{model}/predictions", {"input": inputs}, warnings
+
+    def _map(
+        self, request: StandardVideoRequest, model: str, spec: _Spec, inputs: dict[str, Any]
+    ) -> list[str]:
+        problems: list[str] = []
+        warnings: list[str] = []
+        given = request.model_fields_set
+
+        def unsupported(field: str, what: str = "it is not sent") -> None:
+            warnings.append(unsupported_warning(f"{self.key} model {model}", field, what))
+
+        duration = int(request.duration) if float(request.duration).is_integer() else None
+        if duration not in spec.durations:
+            allowed = ", ".join(str(d) for d in spec.durations)
+            problems.append(
+                f"duration: {model} makes videos of {allowed} seconds; got {request.duration:g}"
+            )
+        shape_from_image = bool(request.image_url) and spec.image_sets_aspect
+        if shape_from_image:
+            warnings.append(
+                f"aspect_ratio: {model} takes the frame shape from image_url; "
+                f"{request.aspect_ratio} has no effect"
+            )
+        if request.aspect_ratio not in spec.aspect_ratios and not (
+            shape_from_image and spec.aspect_ratio is None
+        ):
+            problems.append(
+                f"aspect_ratio: {model} accepts {', '.join(spec.aspect_ratios)}; "
+                f"got {request.aspect_ratio}"
+            )
+        if spec.resolutions is not None:
+            short = min(request.frame_size())
+            value = spec.resolutions.get(short)
+            if value is None:
+                allowed = ", ".join(
+                    f"{k}p" + (f" (sent as {v})" if v != f"{k}p" else "")
+                    for k, v in spec.resolutions.items()
+                    if k in _TIERS
+                )
+                problems.append(f"resolution: {model} renders {allowed}; got {request.resolution}")
+            else:
+                inputs["resolution"] = value
+                tier = spec.duration_needs.get(duration or 0)
+                if tier and value != spec.resolutions[tier]:
+                    problems.append(
+                        f"duration: {model} makes {duration} s videos only at resolution "
+                        f"{tier}p (sent as {spec.resolutions[tier]}); got {request.resolution}"
+                    )
+        elif "resolution" in given:
+            unsupported("resolution", spec.notes.get("resolution", "it is not sent"))
+        if problems:
+            raise RequestValidationError(problems, provider=self.key)
+
+        if spec.aspect_ratio:
+            inputs[spec.aspect_ratio] = request.aspect_ratio
+        inputs["duration"] = duration
+        if request.image_url:
+            inputs[spec.image] = request.image_url
+        for field in ("negative_prompt", "seed"):
+            value = getattr(request, field)
+            if value is None:
+                continue
+            if input_name := getattr(spec, field):
+                inputs[input_name] = value
+            else:
+                unsupported(field)
+        unsupported("motion_intensity")
+        for field in ("fps", "quality"):
+            if field in given:
+                unsupported(field)
+        return warnings
+
+    def _unknown_model_warnings(self, request: StandardVideoRequest, model: str) -> list[str]:
+        what = "it is not sent, because SceneFlow does not know this model's input names"
+        return [
+            unsupported_warning(f"{self.key} model {model}", field, what)
+            for field in _REQUEST_FIELDS
+            if field not in ("prompt", "style")
+            and field in request.model_fields_set
+            and getattr(request, field) is not None
+        ]
+
+    def _parse(self, model: type[BaseModel], response: httpx.Response) -> Any:
+        try:
+            return model.model_validate(self.json(response))
+        except ValidationError as e:
+            raise TransientError(
+                f"{self.key} sent a reply that does not look like a {model.__name__[1:]} "
+                f"({e.error_count()} problems, first at {e.errors()[0]['loc']})",
+                provider=self.key,
+                status_code=response.status_code,
+            ) from e
+
+    async def submit(self, request: StandardVideoRequest, credentials: Credentials) -> str:
+        path, body, _ = self._build(request)
+        response = await self.request("POST", path, credentials=credentials, json=body, submit=True)
+        prediction: _Prediction = self._parse(_Prediction, response)
+        return prediction.id
+
+    async def status(self, job_id: str, credentials: Credentials) -> StandardVideoResult:
+        response = await self.request("GET", f"/v1/predictions/{job_id}", credentials=credentials)
+        p: _Prediction = self._parse(_Prediction, response)
+        # Raw vendor fields, minus output (a download URL) and logs (model chatter).
+        details = p.model_dump(exclude={"id", "output", "logs", "error"})
+        status = _STATUS[p.status]
+        result = StandardVideoResult(
+            status=status,
+            provider_job_id=p.id,
+            progress=100.0 if status is JobStatus.COMPLETED else _progress(p.logs),
+            error_message=p.error,
+            provider_details=details,
+        )
+        if status is JobStatus.FAILED and p.error:
+            if any(marker in p.error.lower() for marker in self.moderation_markers):
+                raise ModerationError(
+                    f"{self.key}: prediction {p.id} was refused by the content filter: "
+                    f"{p.error[:500]}",
+                    provider=self.key,
+                )
+        if status is not JobStatus.COMPLETED:
+            return result
+        url = self._output_url(p.output)
+        if p.data_removed or url is None:
+            why = (
+                "Replicate deleted its output (outputs are kept one hour); run the job again"
+                if p.data_removed
+                else f"its output holds no video URL ({type(p.output).__name__})"
+            )
+            return result.model_copy(
+                update={"status": JobStatus.FAILED, "error_message": f"succeeded but {why}"}
+            )
+        return result.model_copy(update={"video_url": url})
+
+    @staticmethod
+    def _output_url(output: Any) -> str | None:
+        """Video models return one URI; some return a list of them."""
+        if isinstance(output, list) and output:
+            output = output[0]
+        if isinstance(output, str) and output.startswith(("https://", "http://")):
+            return output
+        return None
+
+    async def cancel(self, job_id: str, credentials: Credentials) -> None:
+        # The SDK sends this POST with no body at all (content-length: 0).
+        await self.request("POST", f"/v1/predictions/{job_id}/cancel", credentials=credentials)
+
+    async def download(
+        self, result: StandardVideoResult, credentials: Credentials, destination: Path
+    ) -> Path:
+        url = require_output_url(result, self.key)
+        host = urlsplit(url).hostname or ""
+        trusted = urlsplit(url)[:2] == urlsplit(self.base_url)[:2] or any(
+            host == h or host.endswith("." + h) for h in _TRUSTED_DOWNLOAD_HOSTS
+        )
+        headers = self.auth_headers(credentials) if trusted else None
+        return await self.fetch_to_file(url, destination, headers=headers)
+
+    async def test_connection(self, credentials: Credentials) -> None:
+        response = await self.request("GET", "/v1/account", credentials=credentials)
+        self._parse(_Account, response)

@@ -1,0 +1,336 @@
+"""Replicate emulator: predictions on models, polling, cancel, account, output files.
+
+Speaks the wire format of providers.md §5: Bearer auth, RFC 7807 problem-details errors,
+prediction objects with `starting`/`processing`/`succeeded`/`failed`/`canceled`/`aborted`,
+tqdm-style progress in `logs`, `Prefer: wait[=N]` holding the create call.
+
+Two deliberate choices:
+- Inputs are checked against the model's schema as the real service does (required fields,
+  enums, types -> 422 "Input validation failed"), and unknown input names are refused too.
+  The real service ignores them; refusing them makes a misspelt input name fail the tests
+  instead of vanishing.
+- Output files need the token. Whether the real CDN needs it is UNCONFIRMED; the SDK always
+  sends it, so the emulator insists on it to prove the adapter sends it as well.
+
+`app.state.emu` is the `Emulator`; `app.state.recorded` logs every request (method, path,
+headers, body bytes) for SDK conformance tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.emulators._base import Emulator, Job, sample_mp4
+
+TOKEN = "r8_emulator_token_0123456789abcdef"
+MODERATION_ERROR = (
+    "The input or output was flagged as sensitive. Please try again with different inputs. (E005)"
+)
+FAILURE_ERROR = "Prediction failed: the model ran out of GPU memory while rendering frame 41"
+
+
+@dataclass
+class Schema:
+    required: set[str]
+    types: dict[str, type | tuple[type, ...]]
+    enums: dict[str, list[Any]] = field(default_factory=dict)
+    strict: bool = True
+
+
+_STR, _INT, _BOOL = str, int, bool
+SCHEMAS: dict[str, Schema] = {
+    "kwaivgi/kling-v2.5-turbo-pro": Schema(
+        {"prompt"},
+        {
+            "prompt": _STR,
+            "negative_prompt": _STR,
+            "start_image": _STR,
+            "image": _STR,
+            "aspect_ratio": _STR,
+            "duration": _INT,
+        },
+        {"aspect_ratio": ["16:9", "9:16", "1:1"], "duration": [5, 10]},
+    ),
+    "google/veo-3.1": Schema(
+        {"prompt"},
+        {
+            "prompt": _STR,
+            "negative_prompt": _STR,
+            "image": _STR,
+            "last_frame": _STR,
+            "aspect_ratio": _STR,
+            "duration": _INT,
+            "resolution": _STR,
+            "seed": _INT,
+            "generate_audio": _BOOL,
+            "reference_images": list,
+        },
+        {"aspect_ratio": ["16:9", "9:16"], "duration": [4, 6, 8], "resolution": ["720p", "1080p"]},
+    ),
+    "minimax/hailuo-02": Schema(
+        {"prompt"},
+        {
+            "prompt": _STR,
+            "first_frame_image": _STR,
+            "last_frame_image": _STR,
+            "duration": _INT,
+            "resolution": _STR,
+            "prompt_optimizer": _BOOL,
+        },
+        {"duration": [6, 10], "resolution": ["512p", "768p", "1080p"]},
+    ),
+    # A model outside the adapter's table, for the "unknown owner/name" path.
+    "lightricks/ltx-video": Schema({"prompt"}, {"prompt": _STR}, strict=False),
+}
+VERSIONS = {f"{i:064x}": model for i, model in enumerate(SCHEMAS, start=1)}
+_WAIT = re.compile(r"^wait(?:=(\d+))?$")
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"title": title, "detail": detail, "status": status, **extra}
+    return JSONResponse(body, status, media_type="application/problem+json")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _new_id() -> str:
+    return base64.b32encode(os.urandom(16)).decode().lower().rstrip("=")[:26]
+
+
+def check_input(schema: Schema, inputs: Any) -> list[str]:
+    if not isinstance(inputs, dict):
+        return [f"- input: Invalid type. Expected: object, given: {type(inputs).__name__}"]
+    problems = [f"- input: {name} is required" for name in sorted(schema.required - set(inputs))]
+    for name, value in inputs.items():
+        expected = schema.types.get(name)
+        if expected is None:
+            if schema.strict:
+                problems.append(f"- input: Additional property {name} is not allowed")
+            continue
+        if not isinstance(value, expected) or (expected is _INT and isinstance(value, bool)):
+            problems.append(f"- input.{name}: Invalid type. Expected: {expected.__name__}")
+        elif name in schema.enums and value not in schema.enums[name]:
+            allowed = ", ".join(json.dumps(v) for v in schema.enums[name])
+            problems.append(f"- input.{name}: {name} must be one of the following: {allowed}")
+    return problems
+
+
+def set_status(job: Job, status: str) -> None:
+    """Force a terminal status the clock does not produce (e.g. `aborted`)."""
+    job.extra["status"] = status
+
+
+def expire_output(job: Job) -> None:
+    """What Replicate does an hour after the prediction: the output is deleted."""
+    job.extra["data_removed"] = True
+
+
+def create_app(emu: Emulator | None = None, *, token: str = TOKEN) -> Starlette:
+    emu = emu or Emulator()
+    recorded: list[dict[str, Any]] = []
+    pending_failure: list[str] = []
+
+    async def record(request: Request) -> bytes:
+        raw = await request.body()
+        entry = {"method": request.method, "path": request.url.path, "body": raw}
+        recorded.append(entry | {"headers": dict(request.headers)})
+        return raw
+
+    def authorized(request: Request) -> bool:
+        return request.headers.get("authorization") == f"Bearer {token}"
+
+    def unauthenticated() -> JSONResponse:
+        return problem(401, "Unauthenticated", "You did not pass a valid authentication token")
+
+    async def fault(op: str) -> Response | None:
+        f = emu.take_fault(op)
+        if f is None:
+            return None
+        if f.kind == "slow":
+            await asyncio.sleep(f.delay)
+        elif f.kind == "429":
+            secs = f"{f.retry_after:g}"
+            response = problem(
+                429,
+                "Request was throttled",
+                f"Request was throttled. Your rate limit resets in ~{secs}s.",
+            )
+            response.headers["Retry-After"] = secs
+            return response
+        elif f.kind in ("500", "503"):
+            title = "Internal Server Error" if f.kind == "500" else "Service Unavailable"
+            return problem(int(f.kind), title, "Something went wrong on our side")
+        elif f.kind == "malformed":
+            return Response(
+                "<html><body>502 Bad Gateway</body></html>", 200, media_type="application/json"
+            )
+        else:  # "fail" and "moderation" are asynchronous on Replicate: the prediction fails.
+            pending_failure[:] = [f.kind]
+        return None
+
+    def prediction(request: Request, job: Job) -> dict[str, Any]:
+        base = str(request.base_url).rstrip("/")
+        phase, progress = emu.phase(job)
+        status = job.extra.get("status") or {
+            "queued": "starting",
+            "running": "processing",
+            "cancelled": "canceled",
+        }.get(phase, phase)
+        body: dict[str, Any] = {
+            "id": job.id,
+            "model": job.extra["model"],
+            "version": job.extra["version"],
+            "input": job.body["input"],
+            "logs": "",
+            "output": None,
+            "data_removed": bool(job.extra.get("data_removed")),
+            "error": None,
+            "status": status,
+            "created_at": job.extra["created_at"],
+            "urls": {
+                "get": f"{base}/v1/predictions/{job.id}",
+                "cancel": f"{base}/v1/predictions/{job.id}/cancel",
+                "web": f"https://replicate.com/p/{job.id}",
+            },
+        }
+        if status != "starting":
+            body["started_at"] = job.extra["created_at"]
+        if status == "processing":
+            pct, step = int(progress * 100), int(progress * 50)
+            bar = "#" * (pct // 10)
+            body["logs"] = f"Generating video\n{pct:3d}%|{bar:<10}| {step}/50 [00:01<00:02]\n"
+        if status in ("succeeded", "failed", "canceled", "aborted"):
+            body["completed_at"] = job.extra.setdefault("completed_at", _now())
+            body["metrics"] = {"predict_time": round(emu.latency, 3), "total_time": emu.latency}
+        if status == "succeeded" and not body["data_removed"]:
+            body["output"] = f"{base}/delivery/xezq/{job.id}/output.mp4"
+            body["logs"] = "Generating video\n100%|##########| 50/50 [00:03<00:00]\n"
+        if status == "failed":
+            body["error"] = job.extra.get("error") or FAILURE_ERROR
+        return body
+
+    async def create(request: Request, model: str | None) -> Response:
+        raw = await record(request)
+        if not authorized(request):
+            return unauthenticated()
+        if (r := await fault("submit")) is not None:
+            return r
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            return problem(400, "Invalid JSON", "The request body is not valid JSON")
+        if not isinstance(body, dict) or "input" not in body:
+            return problem(422, "Input validation failed", "- (root): input is required")
+        version = "hidden"
+        if model is None:
+            version = str(body.get("version") or "")
+            model = VERSIONS.get(version)
+            if model is None:
+                return problem(
+                    422,
+                    "Invalid version or not permitted",
+                    "The specified version does not exist (or perhaps you don't "
+                    "have permission to use it?)",
+                )
+        schema = SCHEMAS.get(model)
+        if schema is None:
+            return problem(404, "Not found", "The requested resource could not be found.")
+        if problems := check_input(schema, body["input"]):
+            return problem(422, "Input validation failed", "\n".join(problems) + "\n")
+        kind = pending_failure.pop() if pending_failure else None
+        job = emu.new_job(body, fail=bool(kind), job_id=_new_id())
+        job.extra.update(model=model, version=version, created_at=_now())
+        if kind == "moderation":
+            job.extra["error"] = MODERATION_ERROR
+        if m := _WAIT.match(request.headers.get("prefer", "")):
+            # `Prefer: wait` holds the reply until the prediction finishes (at most N s).
+            until = time.monotonic() + min(int(m.group(1) or 60), 60)
+            while emu.phase(job)[0] in ("queued", "running") and time.monotonic() < until:
+                await asyncio.sleep(0.05)
+        return JSONResponse(prediction(request, job), 201)
+
+    async def create_on_model(request: Request) -> Response:
+        return await create(
+            request, f"{request.path_params['owner']}/{request.path_params['name']}"
+        )
+
+    async def create_on_version(request: Request) -> Response:
+        return await create(request, None)
+
+    def find(request: Request) -> Job | None:
+        return emu.jobs.get(request.path_params["id"])
+
+    async def get(request: Request) -> Response:
+        await record(request)
+        if not authorized(request):
+            return unauthenticated()
+        if (r := await fault("status")) is not None:
+            return r
+        job = find(request)
+        if job is None:
+            return problem(404, "Not found", "The requested resource could not be found.")
+        return JSONResponse(prediction(request, job))
+
+    async def cancel(request: Request) -> Response:
+        await record(request)
+        if not authorized(request):
+            return unauthenticated()
+        if (r := await fault("cancel")) is not None:
+            return r
+        job = find(request)
+        if job is None:
+            return problem(404, "Not found", "The requested resource could not be found.")
+        if emu.phase(job)[0] in ("queued", "running") and "status" not in job.extra:
+            job.cancelled = True
+        return JSONResponse(prediction(request, job))
+
+    async def account(request: Request) -> Response:
+        await record(request)
+        if not authorized(request):
+            return unauthenticated()
+        if (r := await fault("account")) is not None:
+            return r
+        return JSONResponse(
+            {"type": "user", "username": "emulator", "name": "Emulator", "github_url": None}
+        )
+
+    async def delivery(request: Request) -> Response:
+        await record(request)
+        if not authorized(request):
+            return unauthenticated()
+        if (r := await fault("download")) is not None:
+            return r
+        job = find(request)
+        if job is None or job.extra.get("data_removed") or emu.phase(job)[0] != "succeeded":
+            return problem(404, "Not found", "The requested resource could not be found.")
+        return Response(sample_mp4(), media_type="video/mp4")
+
+    app = Starlette(
+        routes=[
+            Route("/v1/models/{owner}/{name}/predictions", create_on_model, methods=["POST"]),
+            Route("/v1/predictions", create_on_version, methods=["POST"]),
+            Route("/v1/predictions/{id}", get, methods=["GET"]),
+            Route("/v1/predictions/{id}/cancel", cancel, methods=["POST"]),
+            Route("/v1/account", account, methods=["GET"]),
+            Route("/delivery/xezq/{id}/output.mp4", delivery, methods=["GET"]),
+            *emu.control_routes(),
+        ]
+    )
+    app.state.emu = emu
+    app.state.recorded = recorded
+    return app

@@ -204,7 +204,11 @@ class LumaEmulator(Emulator):
         return JSONResponse({"message": "pong"})
 
     async def asset(self, request: Request) -> Response:
-        # storage.cdn-luma.com serves assets without auth; so does this.
+        # storage.cdn-luma.com serves assets without auth; so does this. Recorded so tests can
+        # check the API key never travels to the asset host.
+        self.recorded.append(
+            {"method": "GET", "path": request.url.path, "headers": dict(request.headers)}
+        )
         if (answer := await self._answer(self.take_fault("download"))) is not None:
             return answer
         job = self.jobs.get(request.path_params["id"])

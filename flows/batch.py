@@ -40,26 +40,42 @@ def batch_id_for(csv_path: str, user_id: str) -> str:
 
 
 def _problem_record(problem: RowProblem) -> dict[str, Any]:
-    return {"id": problem.row_id, "row_number": problem.row_number,
-            "provider": problem.provider, "status": "INVALID",
-            "error": "; ".join(problem.problems)}
+    return {
+        "id": problem.row_id,
+        "row_number": problem.row_number,
+        "provider": problem.provider,
+        "status": "INVALID",
+        "error": "; ".join(problem.problems),
+    }
 
 
 def _row_record(row: PromptRow, summary: dict[str, Any], duration: float | None) -> dict[str, Any]:
     return {
-        "id": row.row_id, "row_number": row.row_number, "provider": row.provider,
-        "status": summary["status"], "provider_job_id": summary["provider_job_id"],
-        "output_path": summary["output_path"], "duration": duration,
-        "error": summary["error"], "warnings": "; ".join(row.warnings),
-        "attempts": summary["attempts"], "cost": summary["cost"],
-        "submitted_at": summary["submitted_at"], "finished_at": summary["finished_at"],
+        "id": row.row_id,
+        "row_number": row.row_number,
+        "provider": row.provider,
+        "status": summary["status"],
+        "provider_job_id": summary["provider_job_id"],
+        "output_path": summary["output_path"],
+        "duration": duration,
+        "error": summary["error"],
+        "warnings": "; ".join(row.warnings),
+        "attempts": summary["attempts"],
+        "cost": summary["cost"],
+        "submitted_at": summary["submitted_at"],
+        "finished_at": summary["finished_at"],
         "job_id": summary["job_id"],
     }
 
 
 async def _run_row(
-    row: PromptRow, job: jobs.JobRef, adapter: VideoAdapter,
-    credentials: Credentials | SceneFlowError, *, user_id: str, output_dir: str,
+    row: PromptRow,
+    job: jobs.JobRef,
+    adapter: VideoAdapter,
+    credentials: Credentials | SceneFlowError,
+    *,
+    user_id: str,
+    output_dir: str,
     deadline_at: float,
 ) -> float | None:
     """Submit, wait, download. Three task runs a row, chosen to keep the batch's CPU low."""
@@ -67,8 +83,7 @@ async def _run_row(
         raise credentials
     job = await submit_generation(job, adapter, credentials, user_id)
     result = await wait_for_generation(job, adapter, credentials, user_id, deadline_at)
-    done = await download_video(job, adapter, credentials, result, user_id, output_dir,
-                                row.row_id)
+    done = await download_video(job, adapter, credentials, result, user_id, output_dir, row.row_id)
     return done.duration
 
 
@@ -110,9 +125,16 @@ async def generate_batch(
     adapters = {key: get_adapter(key) for key in providers}
     limits = {key: asyncio.Semaphore(max_concurrency) for key in providers}
     refs = [
-        jobs.prepare_job(user_id=user_id, provider=row.provider, request=row.request,
-                         row_id=row.row_id, occurrence=row.occurrence, batch_id=batch_id,
-                         row_number=row.row_number, force=force)
+        jobs.prepare_job(
+            user_id=user_id,
+            provider=row.provider,
+            request=row.request,
+            row_id=row.row_id,
+            occurrence=row.occurrence,
+            batch_id=batch_id,
+            row_number=row.row_number,
+            force=force,
+        )
         for row in batch.rows
     ]
     progress = Progress(len(batch.rows) + len(batch.problems))
@@ -125,8 +147,13 @@ async def generate_batch(
         async with limits[row.provider]:
             try:
                 duration = await _run_row(
-                    row, job, adapter, credentials[row.provider], user_id=user_id,
-                    output_dir=output_dir, deadline_at=time.time() + deadline,
+                    row,
+                    job,
+                    adapter,
+                    credentials[row.provider],
+                    user_id=user_id,
+                    output_dir=output_dir,
+                    deadline_at=time.time() + deadline,
                 )
             except SceneFlowError as e:
                 jobs.mark_failed(job.job_id, e)
@@ -150,20 +177,34 @@ async def generate_batch(
             logger.error("row %d hit an unexpected error", row.row_number, exc_info=outcome)
             jobs.mark_failed(job.job_id, outcome)
             unexpected.append(outcome)
-            outcome = _row_record(row, finish_job(job.job_id, user_id=user_id,
-                                                  batch_id=batch_id), None)
+            outcome = _row_record(
+                row, finish_job(job.job_id, user_id=user_id, batch_id=batch_id), None
+            )
         records.append(outcome)
     location = await write_results(records, output_dir, batch_id)
-    failures = [f"row {r['row_number']}: {r['error']}" for r in records
-                if r["status"] != JobStatus.COMPLETED.value]
+    failures = [
+        f"row {r['row_number']}: {r['error']}"
+        for r in records
+        if r["status"] != JobStatus.COMPLETED.value
+    ]
     summary = BatchSummary(
-        batch_id=batch_id, total=len(records), invalid=len(batch.problems),
+        batch_id=batch_id,
+        total=len(records),
+        invalid=len(batch.problems),
         completed=sum(r["status"] == JobStatus.COMPLETED.value for r in records),
-        failed=len(failures) - len(batch.problems), results_csv=location,
-        output_dir=output_dir, failures=failures,
+        failed=len(failures) - len(batch.problems),
+        results_csv=location,
+        output_dir=output_dir,
+        failures=failures,
     )
-    logger.info("batch %s: %d completed, %d failed, %d invalid; results in %s", batch_id,
-                summary.completed, summary.failed, summary.invalid, location)
+    logger.info(
+        "batch %s: %d completed, %d failed, %d invalid; results in %s",
+        batch_id,
+        summary.completed,
+        summary.failed,
+        summary.invalid,
+        location,
+    )
     if unexpected:
         raise unexpected[0]
     return summary

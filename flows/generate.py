@@ -12,7 +12,12 @@ from sceneflow.errors import SceneFlowError
 from sceneflow.models import JobStatus, Provider, StandardVideoRequest, StandardVideoResult
 from sceneflow.settings import get_settings
 from tasks.credentials import load_credentials
-from tasks.generation import download_video, submit_generation, validate_request, wait_for_generation
+from tasks.generation import (
+    download_video,
+    submit_generation,
+    validate_request,
+    wait_for_generation,
+)
 from tasks.record import record_outcome
 
 
@@ -62,7 +67,10 @@ async def generate_video(
         await adapter.aclose()
     summary = record_outcome(job.job_id, user_id)
     return StandardVideoResult(
-        status=JobStatus.COMPLETED, provider_job_id=job.provider_job_id, progress=100,
-        output_path=job.output_path, cost=summary["cost"],
+        status=JobStatus.COMPLETED,
+        provider_job_id=job.provider_job_id,
+        progress=100,
+        output_path=job.output_path,
+        cost=summary["cost"],
         provider_details={"job_id": job.job_id, "warnings": warnings, "duration": job.duration},
     )

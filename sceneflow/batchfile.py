@@ -18,8 +18,20 @@ from sceneflow.models import StandardVideoRequest, format_validation_error
 
 EXTRA_COLUMNS = ("id", "provider")
 RESULT_COLUMNS = [
-    "id", "row_number", "provider", "status", "provider_job_id", "output_path", "duration",
-    "error", "warnings", "attempts", "cost", "submitted_at", "finished_at", "job_id",
+    "id",
+    "row_number",
+    "provider",
+    "status",
+    "provider_job_id",
+    "output_path",
+    "duration",
+    "error",
+    "warnings",
+    "attempts",
+    "cost",
+    "submitted_at",
+    "finished_at",
+    "job_id",
 ]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -55,12 +67,15 @@ def read_csv_text(source: str) -> pd.DataFrame:
     except FileNotFoundError as e:
         raise ConfigError(f"Prompt CSV not found: {source}. Pass an existing file or URL.") from e
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise ConfigError(f"Cannot read {source} as CSV ({e}). Save it as UTF-8 CSV with a "
-                          "header row.") from e
+        raise ConfigError(
+            f"Cannot read {source} as CSV ({e}). Save it as UTF-8 CSV with a header row."
+        ) from e
 
 
 def parse_prompts(
-    frame: pd.DataFrame, *, default_provider: str,
+    frame: pd.DataFrame,
+    *,
+    default_provider: str,
     provider_check: Callable[[str, StandardVideoRequest], list[str]],
 ) -> PromptBatch:
     """Validate every row in one pass. `provider_check(provider, request)` raises
@@ -90,8 +105,9 @@ def parse_prompts(
         errors: list[str] = []
         if row_id is not None:
             if row_id in seen_ids:
-                errors.append(f"id: {row_id!r} is already used by row {seen_ids[row_id]}; "
-                              "ids must be unique")
+                errors.append(
+                    f"id: {row_id!r} is already used by row {seen_ids[row_id]}; ids must be unique"
+                )
             seen_ids.setdefault(row_id, row_number)
         request = None
         try:
@@ -107,14 +123,21 @@ def parse_prompts(
             except RequestValidationError as e:
                 errors.extend(e.problems)
         if errors or request is None:
-            problems.append(RowProblem(row_number=row_number, row_id=row_id, provider=provider,
-                                       problems=errors))
+            problems.append(
+                RowProblem(row_number=row_number, row_id=row_id, provider=provider, problems=errors)
+            )
             continue
         signature = f"{provider}\x1f{request.model_dump_json()}"
-        rows.append(PromptRow(
-            row_number=row_number, row_id=row_id, provider=provider, request=request,
-            occurrence=occurrences[signature], warnings=warnings,
-        ))
+        rows.append(
+            PromptRow(
+                row_number=row_number,
+                row_id=row_id,
+                provider=provider,
+                request=request,
+                occurrence=occurrences[signature],
+                warnings=warnings,
+            )
+        )
         occurrences[signature] += 1
     return PromptBatch(rows=rows, problems=problems)
 

@@ -26,6 +26,7 @@ from sceneflow.errors import (
     AuthError,
     GenerationFailedError,
     GenerationTimeoutError,
+    NotFoundError,
     ProviderError,
     RateLimitedError,
     SceneFlowError,
@@ -66,7 +67,11 @@ def now() -> datetime:
 
 
 def idempotency_key(
-    *, user_id: str, provider: str, request: StandardVideoRequest, row_id: str | None = None,
+    *,
+    user_id: str,
+    provider: str,
+    request: StandardVideoRequest,
+    row_id: str | None = None,
     occurrence: int = 0,
 ) -> str:
     """(user, provider, row id) when the row has an id, else (user, provider, request hash)."""
@@ -85,17 +90,34 @@ def strip_signature(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
+def load_job(session: Any, job_id: str) -> Any:
+    job = store.get_job(session=session, job_id=job_id)
+    if job is None:
+        raise NotFoundError(f"No generation job {job_id!r}; `sceneflow status` lists known jobs.")
+    return job
+
+
 def _ref(job: Any) -> JobRef:
     return JobRef(
-        job_id=job.id, idempotency_key=job.idempotency_key, generation=job.generation,
-        provider=job.provider, status=JobStatus(job.status), provider_job_id=job.provider_job_id,
+        job_id=job.id,
+        idempotency_key=job.idempotency_key,
+        generation=job.generation,
+        provider=job.provider,
+        status=JobStatus(job.status),
+        provider_job_id=job.provider_job_id,
         output_path=job.output_path,
     )
 
 
 def prepare_job(
-    *, user_id: str, provider: str, request: StandardVideoRequest, row_id: str | None = None,
-    occurrence: int = 0, batch_id: str | None = None, row_number: int | None = None,
+    *,
+    user_id: str,
+    provider: str,
+    request: StandardVideoRequest,
+    row_id: str | None = None,
+    occurrence: int = 0,
+    batch_id: str | None = None,
+    row_number: int | None = None,
     force: bool = False,
 ) -> JobRef:
     """Find or create the job row. Failed and cancelled jobs start a new generation; `force`
@@ -105,17 +127,32 @@ def prepare_job(
     )
     with session_scope() as session:
         job, created = store.get_or_create_job(
-            session=session, idempotency_key=key, batch_id=batch_id, row_number=row_number,
-            user_id=user_id, provider=provider, request_json=request.model_dump_json(),
+            session=session,
+            idempotency_key=key,
+            batch_id=batch_id,
+            row_number=row_number,
+            user_id=user_id,
+            provider=provider,
+            request_json=request.model_dump_json(),
             status=JobStatus.QUEUED.value,
         )
         restart = force or JobStatus(job.status) in _RESTARTABLE
         if not created and (restart or job.request_json != request.model_dump_json()):
             job = store.update_job(
-                session=session, job_id=job.id, generation=job.generation + 1,
-                request_json=request.model_dump_json(), status=JobStatus.QUEUED.value,
-                provider_job_id=None, video_url=None, output_path=None, error=None, progress=0,
-                submitted_at=None, finished_at=None, batch_id=batch_id, row_number=row_number,
+                session=session,
+                job_id=job.id,
+                generation=job.generation + 1,
+                request_json=request.model_dump_json(),
+                status=JobStatus.QUEUED.value,
+                provider_job_id=None,
+                video_url=None,
+                output_path=None,
+                error=None,
+                progress=0,
+                submitted_at=None,
+                finished_at=None,
+                batch_id=batch_id,
+                row_number=row_number,
             )
         elif batch_id is not None and (job.batch_id, job.row_number) != (batch_id, row_number):
             job = store.update_job(
@@ -124,23 +161,35 @@ def prepare_job(
         return _ref(job)
 
 
-def _attempt(job_id: str, operation: str, *, error: BaseException | None = None,
-             detail: str = "", started: float) -> None:
+def _attempt(
+    job_id: str,
+    operation: str,
+    *,
+    error: BaseException | None = None,
+    detail: str = "",
+    started: float,
+) -> None:
     with session_scope() as session:
         store.record_attempt(
-            session=session, job_id=job_id, operation=operation,
+            session=session,
+            job_id=job_id,
+            operation=operation,
             outcome="error" if error else "ok",
             http_status=getattr(error, "status_code", None),
             error_class=type(error).__name__ if error else None,
             detail=str(error) if error else detail,
-            started_at=datetime.fromtimestamp(started, UTC), finished_at=now(),
+            started_at=datetime.fromtimestamp(started, UTC),
+            finished_at=now(),
         )
 
 
 def _fail(job_id: str, status: JobStatus, error: BaseException, user_id: str) -> None:
     with session_scope() as session:
         job = store.update_job(
-            session=session, job_id=job_id, status=status.value, error=str(error),
+            session=session,
+            job_id=job_id,
+            status=status.value,
+            error=str(error),
             finished_at=now(),
         )
         if isinstance(error, AuthError):
@@ -149,8 +198,7 @@ def _fail(job_id: str, status: JobStatus, error: BaseException, user_id: str) ->
             )
 
 
-async def _call(job_id: str, user_id: str, operation: str,
-                fn: Callable[[], Awaitable[Any]]) -> Any:
+async def _call(job_id: str, user_id: str, operation: str, fn: Callable[[], Awaitable[Any]]) -> Any:
     """Run one adapter call, log it as an attempt, and mark the key invalid on AuthError."""
     started = time.time()
     try:
@@ -165,12 +213,16 @@ async def _call(job_id: str, user_id: str, operation: str,
 
 
 async def submit_job(
-    adapter: VideoAdapter, job_id: str, credentials: Credentials, *, user_id: str,
+    adapter: VideoAdapter,
+    job_id: str,
+    credentials: Credentials,
+    *,
+    user_id: str,
     logger: logging.Logger | logging.LoggerAdapter[Any] = log,
 ) -> JobRef:
     """Send the job once. A job that already has a provider id is resumed, never re-sent."""
     with session_scope() as session:
-        job = store.get_job(session=session, job_id=job_id)
+        job = load_job(session, job_id)
         request = StandardVideoRequest.model_validate_json(job.request_json)
         if job.provider_job_id:
             logger.info("job %s already submitted as %s; resuming", job_id, job.provider_job_id)
@@ -196,8 +248,12 @@ async def submit_job(
         raise
     with session_scope() as session:
         job = store.update_job(
-            session=session, job_id=job_id, provider_job_id=provider_job_id,
-            status=JobStatus.QUEUED.value, submitted_at=now(), error=None,
+            session=session,
+            job_id=job_id,
+            provider_job_id=provider_job_id,
+            status=JobStatus.QUEUED.value,
+            submitted_at=now(),
+            error=None,
         )
         logger.info("job %s submitted to %s as %s", job_id, job.provider, provider_job_id)
         return _ref(job)
@@ -208,8 +264,13 @@ def _retryable(error: BaseException) -> bool:
 
 
 async def wait_for_job(
-    adapter: VideoAdapter, job_id: str, credentials: Credentials, *, user_id: str,
-    deadline_at: float, logger: logging.Logger | logging.LoggerAdapter[Any] = log,
+    adapter: VideoAdapter,
+    job_id: str,
+    credentials: Credentials,
+    *,
+    user_id: str,
+    deadline_at: float,
+    logger: logging.Logger | logging.LoggerAdapter[Any] = log,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
 ) -> StandardVideoResult:
     """Poll until the job ends or `deadline_at` (epoch seconds) passes; then cancel it and mark
@@ -217,10 +278,12 @@ async def wait_for_job(
     caps = adapter.capabilities()
     interval = caps.poll_interval
     with session_scope() as session:
-        job = store.get_job(session=session, job_id=job_id)
+        job = load_job(session, job_id)
     if job.status == JobStatus.COMPLETED and job.output_path:
         return StandardVideoResult(
-            status=JobStatus.COMPLETED, provider_job_id=job.provider_job_id, progress=100,
+            status=JobStatus.COMPLETED,
+            provider_job_id=job.provider_job_id,
+            progress=100,
             output_path=job.output_path,
         )
     pid = job.provider_job_id
@@ -231,13 +294,21 @@ async def wait_for_job(
         result: StandardVideoResult = await adapter.status(pid, credentials)
         if (result.status.value, result.progress) != last:
             last = (result.status.value, result.progress)
-            _attempt(job_id, "status", detail=f"{result.status.value} {result.progress:.0f}%",
-                     started=time.time())
+            _attempt(
+                job_id,
+                "status",
+                detail=f"{result.status.value} {result.progress:.0f}%",
+                started=time.time(),
+            )
             with session_scope() as session:
                 store.update_job(
-                    session=session, job_id=job_id, status=result.status.value,
-                    progress=result.progress, video_url=strip_signature(result.video_url),
-                    cost=result.cost, error=result.error_message,
+                    session=session,
+                    job_id=job_id,
+                    status=result.status.value,
+                    progress=result.progress,
+                    video_url=strip_signature(result.video_url),
+                    cost=result.cost,
+                    error=result.error_message,
                 )
             logger.info("job %s: %s %.0f%%", job_id, result.status.value, result.progress)
         if result.status == JobStatus.COMPLETED:
@@ -256,8 +327,14 @@ async def wait_for_job(
         interval = min(interval * 1.5, caps.max_poll_interval)
 
 
-async def _time_out(adapter: VideoAdapter, job_id: str, pid: str, credentials: Credentials,
-                    user_id: str, logger: logging.Logger | logging.LoggerAdapter[Any]) -> Any:
+async def _time_out(
+    adapter: VideoAdapter,
+    job_id: str,
+    pid: str,
+    credentials: Credentials,
+    user_id: str,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+) -> Any:
     cancelled = "no cancel call exists for this provider"
     if adapter.capabilities().can_cancel:
         try:
@@ -281,35 +358,52 @@ def output_name(job_id: str, row_id: str | None) -> str:
 
 
 async def download_job(
-    adapter: VideoAdapter, job_id: str, result: StandardVideoResult, credentials: Credentials,
-    *, user_id: str, output_dir: str, row_id: str | None = None,
+    adapter: VideoAdapter,
+    job_id: str,
+    result: StandardVideoResult,
+    credentials: Credentials,
+    *,
+    user_id: str,
+    output_dir: str,
+    row_id: str | None = None,
     logger: logging.Logger | logging.LoggerAdapter[Any] = log,
 ) -> JobRef:
     """Fetch the finished video at once (outputs expire), verify it, then mark COMPLETED."""
     with session_scope() as session:
-        job = store.get_job(session=session, job_id=job_id)
+        job = load_job(session, job_id)
     if job.status == JobStatus.COMPLETED and job.output_path and storage.exists(job.output_path):
         return _ref(job)
     request = StandardVideoRequest.model_validate_json(job.request_json)
     name = output_name(job_id, row_id)
     local = storage.staging_path(output_dir, name)
-    await _call(job_id, user_id, "download",
-                lambda: adapter.download(result, credentials, local))
+    await _call(job_id, user_id, "download", lambda: adapter.download(result, credentials, local))
     try:
         info = verify_video(local, expected_duration=request.duration, tolerance=0.5)
     except InvalidVideoError as e:
-        error = GenerationFailedError(f"{adapter.key} returned an unusable file: {e}",
-                                      provider=adapter.key)
+        error = GenerationFailedError(
+            f"{adapter.key} returned an unusable file: {e}", provider=adapter.key
+        )
         _fail(job_id, JobStatus.FAILED, error, user_id)
         raise error from e
     final = storage.publish(local, output_dir, name)
     with session_scope() as session:
         job = store.update_job(
-            session=session, job_id=job_id, status=JobStatus.COMPLETED.value, progress=100,
-            output_path=final, finished_at=now(), error=None,
+            session=session,
+            job_id=job_id,
+            status=JobStatus.COMPLETED.value,
+            progress=100,
+            output_path=final,
+            finished_at=now(),
+            error=None,
         )
-    logger.info("job %s: saved %.1f s %dx%d video to %s", job_id, info.duration, info.width,
-                info.height, final)
+    logger.info(
+        "job %s: saved %.1f s %dx%d video to %s",
+        job_id,
+        info.duration,
+        info.width,
+        info.height,
+        final,
+    )
     ref = _ref(job)
     ref.duration = info.duration
     return ref
@@ -319,26 +413,42 @@ def mark_failed(job_id: str, error: BaseException) -> None:
     """Record why a job stopped. A job still running at the provider keeps its status, so a
     re-run resumes it instead of paying for a new one."""
     with session_scope() as session:
-        job = store.get_job(session=session, job_id=job_id)
+        job = load_job(session, job_id)
         status = JobStatus(job.status)
         if status in TERMINAL_STATUSES or status == JobStatus.UNKNOWN:
             return
         if job.provider_job_id and _retryable(error):
-            store.update_job(session=session, job_id=job_id,
-                             error=f"gave up after retries, the job may still be running: {error}")
+            store.update_job(
+                session=session,
+                job_id=job_id,
+                error=f"gave up after retries, the job may still be running: {error}",
+            )
             return
-        store.update_job(session=session, job_id=job_id, status=JobStatus.FAILED.value,
-                         error=f"{type(error).__name__}: {error}" if not isinstance(
-                             error, SceneFlowError) else str(error), finished_at=now())
+        store.update_job(
+            session=session,
+            job_id=job_id,
+            status=JobStatus.FAILED.value,
+            error=f"{type(error).__name__}: {error}"
+            if not isinstance(error, SceneFlowError)
+            else str(error),
+            finished_at=now(),
+        )
 
 
 def job_summary(job: Any) -> dict[str, Any]:
     """A job row as plain data for results.csv, artifacts and the CLI; no secret, no signed URL."""
     return {
-        "job_id": job.id, "row_number": job.row_number, "provider": job.provider,
-        "status": job.status, "provider_job_id": job.provider_job_id,
-        "progress": job.progress, "output_path": job.output_path, "error": job.error,
-        "attempts": job.attempts, "cost": job.cost,
+        "job_id": job.id,
+        "row_number": job.row_number,
+        "provider": job.provider,
+        "status": job.status,
+        "provider_job_id": job.provider_job_id,
+        "progress": job.progress,
+        "output_path": job.output_path,
+        "error": job.error,
+        "attempts": job.attempts,
+        "cost": job.cost,
         "request": json.loads(job.request_json),
-        "submitted_at": job.submitted_at, "finished_at": job.finished_at,
+        "submitted_at": job.submitted_at,
+        "finished_at": job.finished_at,
     }

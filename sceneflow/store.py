@@ -122,6 +122,8 @@ class GenerationJob(SQLModel, table=True):
     output_path: str | None = Field(default=None, sa_type=sa.Text)
     error: str | None = Field(default=None, sa_type=sa.Text)
     attempts: int = 0
+    # Bumped when a failed job or a forced one starts over; part of Prefect's cache key.
+    generation: int = 0
     cost: float | None = None
     created_at: datetime = _created()
     updated_at: datetime = _created()

@@ -23,14 +23,16 @@ from tasks.generation import check_request
 def read_prompts(csv_path: str, default_provider: str) -> PromptBatch:
     """Read the whole CSV in one pass and validate every row; bad rows are reported, not raised."""
     batch = batchfile.parse_prompts(
-        batchfile.read_csv_text(csv_path), default_provider=default_provider,
+        batchfile.read_csv_text(csv_path),
+        default_provider=default_provider,
         provider_check=check_request,
     )
     logger = get_run_logger()
     for problem in batch.problems:
         logger.warning("%s", problem.message())
-    logger.info("%d valid rows, %d invalid rows in %s", len(batch.rows), len(batch.problems),
-                csv_path)
+    logger.info(
+        "%d valid rows, %d invalid rows in %s", len(batch.rows), len(batch.problems), csv_path
+    )
     return batch
 
 
@@ -40,10 +42,13 @@ async def write_results(records: list[dict[str, Any]], output_dir: str, batch_id
     location = storage.write_text(
         f"{output_dir.rstrip('/')}/results.csv", batchfile.results_csv(records)
     )
-    table = [{k: r.get(k) for k in ("id", "row_number", "provider", "status", "output_path",
-                                     "error")} for r in records]
+    table = [
+        {k: r.get(k) for k in ("id", "row_number", "provider", "status", "output_path", "error")}
+        for r in records
+    ]
     await acreate_table_artifact(
-        table=sorted(table, key=lambda r: r["row_number"]), key=f"batch-{batch_id}-results",
+        table=sorted(table, key=lambda r: r["row_number"]),
+        key=f"batch-{batch_id}-results",
         description=f"Results of batch {batch_id}; full detail in {location}",
     )
     return location
@@ -61,7 +66,8 @@ class Progress:
     async def start(self, batch_id: str, already_done: int) -> None:
         self.done = already_done
         self._artifact = await acreate_progress_artifact(
-            progress=self.percent(), key=f"batch-{batch_id}-progress",
+            progress=self.percent(),
+            key=f"batch-{batch_id}-progress",
             description=f"Rows finished in batch {batch_id}",
         )
 

@@ -42,33 +42,68 @@ def validate_request(provider: str, request: StandardVideoRequest) -> list[str]:
     return warnings
 
 
-@task(cache_key_fn=_job_key("submit"), persist_result=True, **RETRY_OPTIONS,
-      task_run_name="submit[{job.provider}]")
+@task(
+    cache_key_fn=_job_key("submit"),
+    persist_result=True,
+    **RETRY_OPTIONS,
+    task_run_name="submit[{job.provider}]",
+)
 async def submit_generation(
     job: jobs.JobRef, adapter: VideoAdapter, credentials: Credentials, user_id: str
 ) -> jobs.JobRef:
     """Send the job to the provider once and store its job id at once."""
-    return await jobs.submit_job(adapter, job.job_id, credentials, user_id=user_id,
-                                 logger=get_run_logger())
+    return await jobs.submit_job(
+        adapter, job.job_id, credentials, user_id=user_id, logger=get_run_logger()
+    )
 
 
-@task(cache_policy=NO_CACHE, persist_result=False, **RETRY_OPTIONS,
-      task_run_name="wait[{job.provider}]")
+@task(
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    **RETRY_OPTIONS,
+    task_run_name="wait[{job.provider}]",
+)
 async def wait_for_generation(
-    job: jobs.JobRef, adapter: VideoAdapter, credentials: Credentials, user_id: str,
+    job: jobs.JobRef,
+    adapter: VideoAdapter,
+    credentials: Credentials,
+    user_id: str,
     deadline_at: float,
 ) -> StandardVideoResult:
     """Poll adaptively until the job is done; cancel it and time out at the deadline."""
-    return await jobs.wait_for_job(adapter, job.job_id, credentials, user_id=user_id,
-                                   deadline_at=deadline_at, logger=get_run_logger())
+    return await jobs.wait_for_job(
+        adapter,
+        job.job_id,
+        credentials,
+        user_id=user_id,
+        deadline_at=deadline_at,
+        logger=get_run_logger(),
+    )
 
 
-@task(cache_key_fn=_job_key("download"), persist_result=True, **RETRY_OPTIONS,
-      task_run_name="download[{job.provider}]")
+@task(
+    cache_key_fn=_job_key("download"),
+    persist_result=True,
+    **RETRY_OPTIONS,
+    task_run_name="download[{job.provider}]",
+)
 async def download_video(
-    job: jobs.JobRef, adapter: VideoAdapter, credentials: Credentials,
-    result: StandardVideoResult, user_id: str, output_dir: str, row_id: str | None = None,
+    job: jobs.JobRef,
+    adapter: VideoAdapter,
+    credentials: Credentials,
+    result: StandardVideoResult,
+    user_id: str,
+    output_dir: str,
+    row_id: str | None = None,
 ) -> jobs.JobRef:
     """Fetch the video as soon as it is done and verify it before calling the job COMPLETED."""
-    return await jobs.download_job(adapter, job.job_id, result, credentials, user_id=user_id,
-                                   output_dir=output_dir, row_id=row_id, logger=get_run_logger())
+    return await jobs.download_job(
+        adapter,
+        job.job_id,
+        result,
+        credentials,
+        user_id=user_id,
+        output_dir=output_dir,
+        row_id=row_id,
+        logger=get_run_logger(),
+    )

@@ -30,9 +30,13 @@ def emit_job_event(summary: dict[str, Any], *, user_id: str, batch_id: str | Non
             "sceneflow.user": user_id,
         },
         payload={
-            "job_id": summary["job_id"], "user_id": user_id, "provider": summary["provider"],
-            "batch_id": batch_id, "status": status.value,
-            "provider_job_id": summary["provider_job_id"], "error": summary["error"],
+            "job_id": summary["job_id"],
+            "user_id": user_id,
+            "provider": summary["provider"],
+            "batch_id": batch_id,
+            "status": status.value,
+            "provider_job_id": summary["provider_job_id"],
+            "error": summary["error"],
         },
     )
 
@@ -40,7 +44,7 @@ def emit_job_event(summary: dict[str, Any], *, user_id: str, batch_id: str | Non
 def finish_job(job_id: str, *, user_id: str, batch_id: str | None = None) -> dict[str, Any]:
     """Log and announce a job's final state; returns its summary (no secrets)."""
     with session_scope() as session:
-        summary = jobs.job_summary(store.get_job(session=session, job_id=job_id))
+        summary = jobs.job_summary(jobs.load_job(session, job_id))
     emit_job_event(summary, user_id=user_id, batch_id=batch_id)
     return summary
 
@@ -50,7 +54,10 @@ def record_outcome(job_id: str, user_id: str, batch_id: str | None = None) -> di
     """Write the job's outcome to the run log and emit its event."""
     summary = finish_job(job_id, user_id=user_id, batch_id=batch_id)
     get_run_logger().info(
-        "job %s (%s): %s%s", job_id, summary["provider"], summary["status"],
+        "job %s (%s): %s%s",
+        job_id,
+        summary["provider"],
+        summary["status"],
         f" - {summary['error']}" if summary["error"] else "",
     )
     return summary

@@ -1,0 +1,211 @@
+"""VideoGenerationGateway: the application-facing API. Every method returns a GatewayResponse.
+
+    gateway = VideoGenerationGateway()
+    response = await gateway.trigger_generation("alice", request, "runway")
+    if response.success:
+        job_id = response.data.provider_details["job_id"]
+
+Failures a user can act on (bad input, missing or rejected credentials, provider errors) come
+back as `success=False` with the error's class in `error` and how to fix it in `message`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import adapters
+from adapters.base import Capabilities, VideoAdapter
+from sceneflow import jobs, store
+from sceneflow.db import session_scope
+from sceneflow.errors import NotFoundError, ProviderError, SceneFlowError
+from sceneflow.models import GatewayResponse, JobStatus, StandardVideoRequest, StandardVideoResult
+
+__all__ = ["VideoGenerationGateway"]
+
+T = TypeVar("T")
+
+
+async def _respond(work: Awaitable[T], message: str | None = None) -> GatewayResponse[T]:
+    try:
+        data = await work
+    except SceneFlowError as e:
+        return GatewayResponse(success=False, error=type(e).__name__, message=str(e))
+    return GatewayResponse(success=True, data=data, message=message)
+
+
+def _job_for(user_id: str, provider: str, job_id: str) -> Any:
+    """Our job id or the provider's, as long as it belongs to this user and provider."""
+    with session_scope() as session:
+        job = store.find_job(session=session, job_id_or_provider_job_id=job_id)
+    if job is None or job.user_id != user_id or job.provider != provider:
+        raise NotFoundError(
+            f"No {provider} job {job_id!r} for user {user_id!r}. Use the job id that "
+            "trigger_generation returned (provider_details['job_id'])."
+        )
+    return job
+
+
+class VideoGenerationGateway:
+    """One object for application code: trigger, check, cancel, list, test."""
+
+    def get_adapter(self, provider: str) -> VideoAdapter:
+        """The adapter for `provider`; raises UnknownProviderError listing the known keys."""
+        return adapters.get_adapter(provider)
+
+    async def trigger_generation(
+        self,
+        user_id: str,
+        request: StandardVideoRequest,
+        provider: str,
+        *,
+        wait: bool = False,
+        output_dir: str = "outputs",
+        force: bool = False,
+    ) -> GatewayResponse[StandardVideoResult]:
+        """Submit a generation. With `wait=True`, run the whole generate_video flow (poll,
+        download, record) and return the finished result."""
+        if wait:
+            from flows.generate import generate_video
+
+            return await _respond(generate_video(user_id, provider, request, output_dir, force))
+        return await _respond(self._submit(user_id, request, provider, force))
+
+    async def _submit(
+        self, user_id: str, request: StandardVideoRequest, provider: str, force: bool
+    ) -> StandardVideoResult:
+        from tasks.credentials import fetch_credentials
+
+        adapter = self.get_adapter(provider)
+        try:
+            warnings = adapter.validate(request)
+            credentials = fetch_credentials(user_id, provider)
+            job = jobs.prepare_job(user_id=user_id, provider=provider, request=request, force=force)
+            job = await jobs.submit_job(adapter, job.job_id, credentials, user_id=user_id)
+        finally:
+            await adapter.aclose()
+        return StandardVideoResult(
+            status=job.status,
+            provider_job_id=job.provider_job_id,
+            provider_details={"job_id": job.job_id, "warnings": warnings},
+        )
+
+    async def check_generation_status(
+        self, user_id: str, provider: str, job_id: str
+    ) -> GatewayResponse[StandardVideoResult]:
+        """Ask the provider where the job stands (a finished job is answered from the table)."""
+        return await _respond(self._status(user_id, provider, job_id))
+
+    async def _status(self, user_id: str, provider: str, job_id: str) -> StandardVideoResult:
+        from tasks.credentials import fetch_credentials
+
+        job = _job_for(user_id, provider, job_id)
+        if job.status == JobStatus.COMPLETED or not job.provider_job_id:
+            return _from_row(job)
+        adapter = self.get_adapter(provider)
+        try:
+            result = await adapter.status(job.provider_job_id, fetch_credentials(user_id, provider))
+        finally:
+            await adapter.aclose()
+        with session_scope() as session:
+            store.update_job(
+                session=session,
+                job_id=job.id,
+                status=result.status.value,
+                progress=result.progress,
+                cost=result.cost,
+                video_url=jobs.strip_signature(result.video_url),
+                error=result.error_message,
+            )
+        result.provider_details["job_id"] = job.id
+        return result
+
+    async def cancel_generation(
+        self, user_id: str, provider: str, job_id: str
+    ) -> GatewayResponse[StandardVideoResult]:
+        """Cancel at the provider where it can; mark the job CANCELLED either way."""
+        return await _respond(self._cancel(user_id, provider, job_id))
+
+    async def _cancel(self, user_id: str, provider: str, job_id: str) -> StandardVideoResult:
+        from tasks.credentials import fetch_credentials
+
+        job = _job_for(user_id, provider, job_id)
+        if JobStatus(job.status) == JobStatus.COMPLETED:
+            raise NotFoundError(f"Job {job.id} already completed; there is nothing to cancel.")
+        adapter = self.get_adapter(provider)
+        note = "the provider has no cancel call; SceneFlow stopped tracking the job"
+        try:
+            if job.provider_job_id and adapter.capabilities().can_cancel:
+                await adapter.cancel(job.provider_job_id, fetch_credentials(user_id, provider))
+                note = "cancel sent to the provider"
+        finally:
+            await adapter.aclose()
+        with session_scope() as session:
+            job = store.update_job(
+                session=session,
+                job_id=job.id,
+                status=JobStatus.CANCELLED.value,
+                error=f"cancelled: {note}",
+                finished_at=jobs.now(),
+            )
+        return _from_row(job)
+
+    async def get_available_providers(self, user_id: str) -> GatewayResponse[list[dict[str, Any]]]:
+        """Providers this user can use now: keyless ones, and those with credentials not
+        known to be rejected."""
+
+        async def work() -> list[dict[str, Any]]:
+            with session_scope() as session:
+                configs = {
+                    c.provider_name: c for c in store.list_configs(session=session, user_id=user_id)
+                }
+            available = []
+            for key in adapters.known():
+                caps = adapters.adapter_class(key)().capabilities()
+                config = configs.get(key)
+                if caps.credential_fields and (config is None or config.is_valid is False):
+                    continue
+                available.append(
+                    {
+                        "provider": key,
+                        "needs_credentials": bool(caps.credential_fields),
+                        "is_valid": config.is_valid if config else None,
+                    }
+                )
+            return available
+
+        return await _respond(work())
+
+    async def get_provider_capabilities(self, provider: str) -> GatewayResponse[Capabilities]:
+        async def work() -> Capabilities:
+            return adapters.adapter_class(provider)().capabilities()  # type: ignore[no-any-return]
+
+        return await _respond(work())
+
+    async def test_provider_connection(self, user_id: str, provider: str) -> GatewayResponse[bool]:
+        """Make the provider's cheapest authenticated call and update is_valid."""
+        from tasks.credentials import check_credentials
+
+        async def work() -> bool:
+            valid = await check_credentials(user_id, provider)
+            if not valid:
+                raise ProviderError(
+                    f"{provider} rejected the stored credentials of {user_id!r}; store working "
+                    f"ones with `sceneflow creds set {user_id} {provider}`.",
+                    provider=provider,
+                )
+            return valid
+
+        return await _respond(work(), message=f"{provider} accepted the credentials")
+
+
+def _from_row(job: Any) -> StandardVideoResult:
+    return StandardVideoResult(
+        status=JobStatus(job.status),
+        provider_job_id=job.provider_job_id,
+        progress=job.progress,
+        output_path=job.output_path,
+        error_message=job.error,
+        cost=job.cost,
+        provider_details={"job_id": job.id},
+    )

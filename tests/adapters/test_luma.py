@@ -186,7 +186,8 @@ def test_capabilities_cover_every_request_field_per_model() -> None:
 def test_registry_builds_luma_with_its_public_default_url() -> None:
     assert isinstance(get_adapter("luma"), LumaAdapter)
     assert LumaAdapter().base_url == DEFAULT_BASE_URL
-    assert get_adapter("luma", base_url="http://127.0.0.1:9/x/").base_url == "http://127.0.0.1:9/x"  # type: ignore[attr-defined]
+    pointed = get_adapter("luma", base_url="http://127.0.0.1:9/x/")
+    assert isinstance(pointed, LumaAdapter) and pointed.base_url == "http://127.0.0.1:9/x"
 
 
 # -- lifecycle --------------------------------------------------------------------------------
@@ -196,7 +197,8 @@ async def test_lifecycle_over_http_then_download(
     server: tuple[LumaEmulator, str], tmp_path: Path
 ) -> None:
     emu, base_url = server
-    async with LumaAdapter(base_url=base_url) as luma:
+    luma = LumaAdapter(base_url=base_url)
+    async with luma:
         job_id = await luma.submit(req(), CREDS)
         seen: list[StandardVideoResult] = []
         while not seen or seen[-1].status is not JobStatus.COMPLETED:
@@ -330,7 +332,8 @@ async def test_lost_submit_reply_is_ambiguous_over_http(server: tuple[LumaEmulat
     emu.inject("submit", "slow", delay=1.0)
     before = emu.submissions
     client = httpx.AsyncClient(timeout=httpx.Timeout(0.3))
-    async with client, LumaAdapter(client=client, base_url=base_url) as luma:
+    async with client:
+        luma = LumaAdapter(client=client, base_url=base_url)
         error = await raises(AmbiguousSubmitError, luma.submit(req(), CREDS))
     assert "it may have been accepted and billed" in str(error)
     await asyncio.sleep(1.0)  # the emulator finishes the request the client gave up on

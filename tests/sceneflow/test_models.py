@@ -1,0 +1,249 @@
+"""Every rule of StandardVideoRequest, read through format_validation_error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from sceneflow.models import StandardVideoRequest, format_validation_error
+
+VALID: dict[str, Any] = {
+    "prompt": "a red fox in snow",
+    "aspect_ratio": "16:9",
+    "motion_intensity": 5,
+}
+
+
+def problems(**fields: Any) -> list[str]:
+    with pytest.raises(ValidationError) as info:
+        StandardVideoRequest(**(VALID | fields))
+    return format_validation_error(info.value)
+
+
+def test_minimal_request_takes_the_documented_defaults() -> None:
+    req = StandardVideoRequest(**VALID)
+    assert (req.duration, req.resolution, req.quality, req.fps) == (5, "720p", "standard", 24)
+    assert req.negative_prompt is req.style is req.seed is req.image_url is req.model is None
+
+
+def test_every_field_at_its_limits_is_accepted() -> None:
+    req = StandardVideoRequest(
+        prompt="p" * 4000,
+        negative_prompt="n" * 4000,
+        aspect_ratio="21:9",
+        motion_intensity=10,
+        duration=120,
+        resolution="7680x16",
+        style="s" * 200,
+        quality="high",
+        fps=60,
+        seed=999_999_999,
+        image_url="data:image/png;base64,AAAA",
+        model="gen4_turbo",
+    )
+    assert req.resolution == "7680x16" and req.seed == 999_999_999
+    low = StandardVideoRequest(
+        **VALID | {"motion_intensity": 1, "duration": 1, "fps": 6, "seed": 0}
+    )
+    assert (low.motion_intensity, low.duration, low.fps, low.seed) == (1, 1, 6, 0)
+
+
+def test_required_fields_are_named() -> None:
+    with pytest.raises(ValidationError) as info:
+        StandardVideoRequest()  # type: ignore[call-arg]
+    assert format_validation_error(info.value) == [
+        "prompt: Field required",
+        "aspect_ratio: Field required",
+        "motion_intensity: Field required",
+    ]
+
+
+@pytest.mark.parametrize("prompt", ["", "   ", "\n\t"])
+def test_blank_prompt_is_rejected(prompt: str) -> None:
+    assert problems(prompt=prompt) == ["prompt: String should have at least 1 character"]
+
+
+def test_prompt_is_stripped_and_limited_to_4000_characters() -> None:
+    assert StandardVideoRequest(**VALID | {"prompt": "  fox  "}).prompt == "fox"
+    assert problems(prompt="p" * 4001) == ["prompt: String should have at most 4000 characters"]
+
+
+def test_negative_prompt_is_limited_to_4000_characters() -> None:
+    assert problems(negative_prompt="n" * 4001) == [
+        "negative_prompt: String should have at most 4000 characters"
+    ]
+
+
+@pytest.mark.parametrize("ratio", ["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"])
+def test_each_aspect_ratio_is_accepted(ratio: str) -> None:
+    assert StandardVideoRequest(**VALID | {"aspect_ratio": ratio}).aspect_ratio == ratio
+
+
+@pytest.mark.parametrize("ratio", ["2:1", "16x9", "", "9:21"])
+def test_other_aspect_ratios_list_the_allowed_ones(ratio: str) -> None:
+    assert problems(aspect_ratio=ratio) == [
+        "aspect_ratio: must be one of '16:9', '9:16', '1:1', '4:3', '3:4' or '21:9'"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (0, "Input should be greater than or equal to 1"),
+        (11, "Input should be less than or equal to 10"),
+        (5.5, "Input should be a valid integer, got a number with a fractional part"),
+        ("lots", "Input should be a valid integer, unable to parse string as an integer"),
+    ],
+)
+def test_motion_intensity_is_an_integer_from_1_to_10(value: Any, message: str) -> None:
+    assert problems(motion_intensity=value) == [f"motion_intensity: {message}"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (0.99, "Input should be greater than or equal to 1"),
+        (120.01, "Input should be less than or equal to 120"),
+    ],
+)
+def test_duration_is_1_to_120_seconds(value: float, message: str) -> None:
+    assert problems(duration=value) == [f"duration: {message}"]
+    assert StandardVideoRequest(**VALID | {"duration": 7.5}).duration == 7.5
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("480p", "480p"),
+        ("720p", "720p"),
+        ("1080p", "1080p"),
+        ("4K", "4k"),
+        (" 1920X1080 ", "1920x1080"),
+        ("16x16", "16x16"),
+    ],
+)
+def test_resolution_accepts_names_and_wxh(given: str, stored: str) -> None:
+    assert StandardVideoRequest(**VALID | {"resolution": given}).resolution == stored
+
+
+@pytest.mark.parametrize("value", ["1080i", "15x1080", "1920x7681", "1920*1080", "x", "8k"])
+def test_resolution_rejects_everything_else(value: str) -> None:
+    assert problems(resolution=value) == [
+        'resolution: must be "WxH" with each side 16 to 7680 (such as "1920x1080"), '
+        "or one of 480p, 720p, 1080p, 4k"
+    ]
+
+
+def test_style_is_limited_to_200_characters() -> None:
+    assert problems(style="s" * 201) == ["style: String should have at most 200 characters"]
+
+
+@pytest.mark.parametrize("quality", ["draft", "standard", "high"])
+def test_each_quality_is_accepted(quality: str) -> None:
+    assert StandardVideoRequest(**VALID | {"quality": quality}).quality == quality
+
+
+def test_other_qualities_list_the_allowed_ones() -> None:
+    assert problems(quality="ultra") == ["quality: must be one of 'draft', 'standard' or 'high'"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [(5, "greater than or equal to 6"), (61, "less than or equal to 60")],
+)
+def test_fps_is_6_to_60(value: int, message: str) -> None:
+    assert problems(fps=value) == [f"fps: Input should be {message}"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [(-1, "greater than or equal to 0"), (1_000_000_000, "less than or equal to 999999999")],
+)
+def test_seed_is_0_to_999999999(value: int, message: str) -> None:
+    assert problems(seed=value) == [f"seed: Input should be {message}"]
+
+
+@pytest.mark.parametrize("url", ["http://x/a.png", "https://x/a.png", "data:image/png;base64,AA"])
+def test_image_url_accepts_http_and_data_urls(url: str) -> None:
+    assert StandardVideoRequest(**VALID | {"image_url": url}).image_url == url
+
+
+def test_image_url_rejects_other_schemes_and_blank_means_none() -> None:
+    assert problems(image_url="ftp://x/a.png") == [
+        "image_url: must be an http(s) URL or a data: URL"
+    ]
+    assert problems(image_url="/tmp/a.png") == ["image_url: must be an http(s) URL or a data: URL"]
+    assert StandardVideoRequest(**VALID | {"image_url": ""}).image_url is None
+
+
+def test_model_must_be_a_string() -> None:
+    assert problems(model=3) == ["model: Input should be a valid string"]
+
+
+def test_unknown_fields_are_rejected_and_the_known_ones_listed() -> None:
+    assert problems(colour="red") == [
+        "colour: is not a known field; allowed: prompt, negative_prompt, aspect_ratio, "
+        "motion_intensity, duration, resolution, style, quality, fps, seed, image_url, model"
+    ]
+
+
+def test_all_errors_are_reported_together_one_line_per_field() -> None:
+    lines = problems(
+        prompt=" ",
+        negative_prompt="n" * 4001,
+        aspect_ratio="2:1",
+        motion_intensity=0,
+        duration=121,
+        resolution="1080i",
+        style="s" * 201,
+        quality="ultra",
+        fps=5,
+        seed=-1,
+        image_url="ftp://x",
+        model=3,
+        colour="red",
+    )
+    fields = [line.split(":", 1)[0] for line in lines]
+    assert fields == [
+        "prompt",
+        "negative_prompt",
+        "aspect_ratio",
+        "motion_intensity",
+        "duration",
+        "resolution",
+        "style",
+        "quality",
+        "fps",
+        "seed",
+        "image_url",
+        "model",
+        "colour",
+    ]
+
+
+def test_the_request_is_frozen() -> None:
+    req = StandardVideoRequest(**VALID)
+    with pytest.raises(ValidationError) as info:
+        req.prompt = "changed"  # type: ignore[misc]
+    assert format_validation_error(info.value) == ["prompt: Instance is frozen"]
+    assert req.prompt == "a red fox in snow"
+
+
+@pytest.mark.parametrize(
+    ("resolution", "aspect", "size"),
+    [
+        ("720p", "16:9", (1280, 720)),
+        ("720p", "9:16", (720, 1280)),
+        ("1080p", "1:1", (1080, 1080)),
+        ("480p", "21:9", (1120, 480)),
+        ("4k", "4:3", (2880, 2160)),
+        ("1001x555", "16:9", (1000, 554)),
+    ],
+)
+def test_frame_size_is_even_and_follows_the_aspect_ratio(
+    resolution: str, aspect: str, size: tuple[int, int]
+) -> None:
+    req = StandardVideoRequest(**VALID | {"resolution": resolution, "aspect_ratio": aspect})
+    assert req.frame_size() == size

@@ -31,9 +31,10 @@ from adapters.base import (
 from sceneflow.errors import ModerationError, RequestValidationError, TransientError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "MODELS", "ReplicateAdapter"]
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "ENV_KEY", "MODELS", "ReplicateAdapter"]
 
 DEFAULT_BASE_URL = "https://api.replicate.com"
+ENV_KEY = "REPLICATE_API_TOKEN"  # the SDK's variable; used only by the live smoke test
 # Accepts the standard request's defaults (16:9, 5 s, text only) and has a negative prompt.
 DEFAULT_MODEL = "kwaivgi/kling-v2.5-turbo-pro"
 # Output files live on Replicate's CDN. The SDK sends its token with every output download;

@@ -147,6 +147,17 @@ def test_validate_lists_every_problem_with_allowed_values() -> None:
     ]
 
 
+def test_an_aspect_ratio_luma_lacks_is_rejected() -> None:
+    # The standard ratios are all Luma's today; a ratio added to the standard later must not slip
+    # through to the provider.
+    wider = req().model_copy(update={"aspect_ratio": "2:3"})
+    with pytest.raises(RequestValidationError) as info:
+        LumaAdapter().validate(wider)
+    assert info.value.problems == [
+        "aspect_ratio: luma accepts 16:9, 9:16, 1:1, 4:3, 3:4, 21:9; got '2:3'"
+    ]
+
+
 async def test_invalid_request_is_never_sent(luma: LumaAdapter, emu: LumaEmulator) -> None:
     error = await raises(RequestValidationError, luma.submit(req(duration=15), CREDS))
     assert "duration: luma makes 5 s or 9 s videos; got 15" in str(error)

@@ -134,7 +134,8 @@ class LumaEmulator(Emulator):
     def _accept(self, request: Request, *, reason: str | None) -> Response:
         body = self.recorded[-1]["body"]
         if not isinstance(body, dict):
-            return JSONResponse({"detail": [_invalid("body", "Field required", None)]}, 422)
+            missing = {"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}
+            return JSONResponse({"detail": [missing]}, 422)
         if problems := self._check(body):
             return JSONResponse({"detail": problems}, 422)
         prompt = body.get("prompt")

@@ -111,30 +111,23 @@ async def test_model_and_image_pick_the_endpoint_and_veo_fields(adapter, emu):
     }
 
 
+IMG = "https://img.example.com/a.png"
+
+
 @pytest.mark.parametrize(
-    ("model", "aspect", "resolution", "image", "ratio"),
+    ("kw", "ratio"),
     [
-        (None, "9:16", "720p", False, "720:1280"),
-        ("gen4.5", "21:9", "720p", True, "1584:672"),
-        ("gen4_turbo", "1:1", "720p", True, "960:960"),
-        ("gen4_turbo", "4:3", "1104x832", True, "1104:832"),
-        ("veo3.1", "16:9", "1920x1080", False, "1920:1080"),
-        ("veo3.1_fast", "16:9", "720p", False, "1280:720"),
+        ({"aspect_ratio": "9:16"}, "720:1280"),
+        ({"aspect_ratio": "21:9", "image_url": IMG}, "1584:672"),
+        ({"model": "gen4_turbo", "aspect_ratio": "1:1", "image_url": IMG}, "960:960"),
+        ({"model": "gen4_turbo", "aspect_ratio": "4:3", "image_url": IMG,
+          "resolution": "1104x832"}, "1104:832"),
+        ({"model": "veo3.1", "resolution": "1920x1080", "duration": 6}, "1920:1080"),
+        ({"model": "veo3.1_fast", "resolution": "720p", "duration": 6}, "1280:720"),
     ],
-)
-def test_aspect_ratio_and_resolution_map_to_runway_pixel_ratio(
-    model, aspect, resolution, image, ratio
-):
-    image_url = "https://img.example.com/a.png" if image else None
-    duration = 6 if model and model.startswith("veo") else 5
-    request = req(
-        model=model,
-        aspect_ratio=aspect,
-        resolution=resolution,
-        image_url=image_url,
-        duration=duration,
-    )
-    _, body = RunwayAdapter().build_body(request)
+)  # fmt: skip
+def test_aspect_ratio_and_resolution_map_to_runway_pixel_ratio(kw, ratio):
+    _, body = RunwayAdapter().build_body(req(**kw))
     assert body["ratio"] == ratio
 
 
@@ -154,49 +147,31 @@ def test_validate_lists_every_problem_with_the_allowed_values():
     ]
 
 
+LONG = "prompt: Runway takes at most 1000 characters (UTF-16 units) including the folded-in style"
+TEXT_MODELS = "gen4.5, veo3.1, veo3.1_fast"
+
+
 @pytest.mark.parametrize(
     ("request_", "problem"),
     [
-        (
-            req(resolution="1080p"),
-            "resolution: gen4.5 text-to-video at 16:9 supports 720p, 1280x720; got 1080p",
-        ),
-        (
-            req(aspect_ratio="1:1"),
-            "aspect_ratio: gen4.5 text-to-video supports 16:9, 9:16; got 1:1",
-        ),
+        (req(resolution="1080p"), "resolution: gen4.5 text-to-video at 16:9 supports 720p, "
+         "1280x720; got 1080p"),
+        (req(aspect_ratio="1:1"), "aspect_ratio: gen4.5 text-to-video supports 16:9, 9:16; "
+         "got 1:1"),
         (req(duration=5.5), "duration: gen4.5 takes whole seconds from 2 to 10; got 5.5"),
         (req(duration=15), "duration: gen4.5 takes whole seconds from 2 to 10; got 15"),
-        (
-            req(model="gen4_turbo"),
-            "image_url: gen4_turbo only turns an image into video; set image_url, or choose one "
-            "of gen4.5, veo3.1, veo3.1_fast",
-        ),
-        (
-            req(model="gen3a_turbo"),
-            "model: 'gen3a_turbo' is not a Runway model SceneFlow maps; allowed: gen4.5, "
-            "gen4_turbo, veo3.1, veo3.1_fast",
-        ),
-        (
-            req(prompt="x" * 990, style="film noir"),
-            "prompt: Runway takes at most 1000 characters (UTF-16 units) including the "
-            "folded-in style; got 1009",
-        ),
-        (
-            req(prompt="🦊" * 600),
-            "prompt: Runway takes at most 1000 characters (UTF-16 units) including the "
-            "folded-in style; got 1200",
-        ),
-        (
-            req(image_url="https://x.example/" + "a" * 2100),
-            "image_url: Runway takes URLs up to 2048 characters; got 2118",
-        ),
-        (
-            req(image_url="data:image/png;base64," + "A" * (5 * 1024 * 1024)),
-            "image_url: Runway takes data: URIs up to 5 MB; got 5242902 bytes",
-        ),
+        (req(model="gen4_turbo"), "image_url: gen4_turbo only turns an image into video; set "
+         f"image_url, or choose one of {TEXT_MODELS}"),
+        (req(model="gen3a_turbo"), "model: 'gen3a_turbo' is not a Runway model SceneFlow maps; "
+         "allowed: gen4.5, gen4_turbo, veo3.1, veo3.1_fast"),
+        (req(prompt="x" * 990, style="film noir"), f"{LONG}; got 1009"),
+        (req(prompt="🦊" * 600), f"{LONG}; got 1200"),
+        (req(image_url="https://x.example/" + "a" * 2100),
+         "image_url: Runway takes URLs up to 2048 characters; got 2118"),
+        (req(image_url="data:image/png;base64," + "A" * (5 * 1024 * 1024)),
+         "image_url: Runway takes data: URIs up to 5 MB; got 5242902 bytes"),
     ],
-)
+)  # fmt: skip
 def test_validate_rejects_what_runway_cannot_do(request_, problem):
     assert problems(request_) == [problem]
 
@@ -213,11 +188,8 @@ def test_warnings_name_each_field_without_an_equivalent():
         "the prompt"
     ]
     warnings = RunwayAdapter().validate(req(fps=30, quality="high", negative_prompt="blur"))
-    assert [w.split(":")[0] for w in warnings] == [
-        "motion_intensity",
-        "fps",
-        "quality",
-        "negative_prompt",
+    assert [w.split(":")[0] for w in warnings] == ["motion_intensity", "fps", "quality"] + [
+        "negative_prompt"
     ]
     assert "gen4.5 ignores it (only veo3.1 models take one)" in warnings[-1]
     veo = RunwayAdapter().validate(req(model="veo3.1", duration=4, negative_prompt="blur"))
@@ -315,20 +287,19 @@ async def test_cancel_never_deletes_a_finished_task_and_ignores_a_gone_one(adapt
     await adapter.cancel("0b4e6f3c-0000-4000-8000-000000000000", CREDS)
 
 
-async def test_unknown_task_is_rejected_with_runways_message(adapter):
+async def test_runways_error_bodies_reach_the_error(adapter):
     with pytest.raises(RejectedError) as info:
         await adapter.status("no-such-task", CREDS)
     assert info.value.status_code == 404 and "Task not found" in str(info.value)
-
-
-async def test_runways_400_body_reaches_the_error(adapter):
     body = {"model": "gen4.5", "promptText": "x", "ratio": "999:1", "duration": 5}
     with pytest.raises(RejectedError) as info:
         await adapter.request("POST", "/v1/text_to_video", credentials=CREDS, json=body)
     assert str(info.value).startswith("runway answered HTTP 400: ratio: must be one of")
 
 
-async def test_wrong_key_is_auth_error_everywhere_and_never_echoed(adapter):
+async def test_test_connection_and_wrong_key_is_auth_error_everywhere(adapter, emu):
+    await adapter.test_connection(CREDS)
+    assert emu.recorded[-1]["path"] == "/v1/organization"
     wrong = Credentials({"api_key": WRONG_KEY})
     for call in (
         adapter.submit(req(), wrong),
@@ -348,11 +319,6 @@ async def test_credentials_problems_are_caught_before_sending(adapter, emu):
         await adapter.submit(req(), Credentials({"api_key": API_KEY + "\n"}))
     secret_free(info.value)
     assert emu.recorded == []
-
-
-async def test_test_connection_succeeds(adapter, emu):
-    await adapter.test_connection(CREDS)
-    assert emu.recorded[-1]["path"] == "/v1/organization"
 
 
 async def test_429_is_rate_limited_with_retry_after(adapter, emu):

@@ -113,7 +113,7 @@ class _Prediction(BaseModel):
     model: str | None = None
     version: str | None = None
     status: Literal["starting", "processing", "succeeded", "failed", "canceled", "aborted"]
-    output: str | list[Any] | dict[str, Any] | None = None
+    output: Any = None  # model-specific; video models give a URI or a list of them
     logs: str | None = None
     error: str | None = None
     metrics: dict[str, Any] | None = None

@@ -425,3 +425,25 @@ async def test_connection_test(adapter: ReplicateAdapter, recorded: list[dict[st
     await adapter.test_connection(CREDS)
     assert (recorded[-1]["method"], recorded[-1]["path"]) == ("GET", "/v1/account")
     await raises(AuthError, adapter.test_connection(WRONG))
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ({"id": "p1", "status": "succeeded", "output": ["https://replicate.delivery/a.mp4"]}, None),
+        ({"id": "p1", "status": "queued"}, "does not look like a Prediction"),
+        ({"status": "starting"}, "does not look like a Prediction"),
+    ],
+)
+async def test_reply_shapes(reply: dict[str, Any], expected: str | None) -> None:
+    client = httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, json=reply))
+    )
+    adapter = ReplicateAdapter(client=client)
+    if expected is None:
+        result = await adapter.status("p1", CREDS)
+        assert result.video_url == "https://replicate.delivery/a.mp4"
+    else:
+        err = await raises(TransientError, adapter.status("p1", CREDS))
+        assert expected in str(err)
+    await client.aclose()

@@ -10,7 +10,7 @@ import email.utils
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 import httpx
 from pydantic import BaseModel, Field
@@ -179,7 +179,7 @@ class HttpAdapter:
         if self._own_client:
             await self._client.aclose()
 
-    async def __aenter__(self) -> HttpAdapter:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -23,7 +23,9 @@ from tasks.policies import RETRY_OPTIONS
 def _job_key(step: str):  # type: ignore[no-untyped-def]
     def key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
         job: jobs.JobRef = parameters["job"]
-        return f"sceneflow-{step}-{job.idempotency_key}-g{job.generation}"
+        # The job id pins the key to one row of one database: a cache that outlives its
+        # database (or is shared with another) can never answer for a different job.
+        return f"sceneflow-{step}-{job.idempotency_key}-{job.job_id}-g{job.generation}"
 
     return key
 

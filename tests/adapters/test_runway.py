@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 import httpx
 import pytest
+import pytest_asyncio
 
 from adapters.base import Credentials
 from adapters.runway import RunwayAdapter
@@ -59,7 +60,7 @@ def emu() -> RunwayEmulator:
     return RunwayEmulator(latency=10, queued_fraction=0.3)
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="function")  # the tests' own loop owns the sockets
 async def adapter(emu: RunwayEmulator) -> AsyncIterator[RunwayAdapter]:
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=emu.app))
     yield RunwayAdapter(client=client, base_url="http://runway.test")

@@ -53,7 +53,8 @@ class ModelSpec:
     full_hd_duration: int | None = 8
     # Veo 2 has one resolution and no `resolution` parameter.
     sends_resolution: bool = True
-    # Veo 3.x generates sound; Vertex wants `generateAudio` said explicitly for them.
+    # Veo 3.x makes sound. The Gemini API always adds it; Vertex documents `generateAudio` as
+    # required for Veo 3 models, so the Vertex adapter asks for it to give the same clips.
     audio: bool = True
 
 
@@ -74,7 +75,9 @@ MODELS: dict[str, ModelSpec] = {
 _SIZES = {"1280x720": "720p", "720x1280": "720p", "1920x1080": "1080p", "1080x1920": "1080p"}
 
 
-class _Status(BaseModel):
+class OperationError(BaseModel):
+    """google.rpc.Status, as in an operation's `error` and in error replies."""
+
     code: int | None = None
     message: str = ""
     status: str | None = None
@@ -82,7 +85,7 @@ class _Status(BaseModel):
 
 
 class _ErrorBody(BaseModel):
-    error: _Status
+    error: OperationError
 
 
 class _Video(BaseModel):
@@ -107,14 +110,14 @@ class _Response(BaseModel):
 class _Operation(BaseModel):
     name: str
     done: bool = False
-    error: _Status | None = None
+    error: OperationError | None = None
     response: _Response | None = None
 
 
 def finished(
     name: str,
     *,
-    error: _Status | None,
+    error: OperationError | None,
     video_url: str | None,
     filtered: int | None,
     reasons: list[str],
@@ -161,6 +164,8 @@ class VeoAdapter(HttpAdapter):
     moderation_markers = (*HttpAdapter.moderation_markers, "responsible ai", "usage guidelines")
     # The Gemini API refuses these (the SDK raises before sending); Vertex accepts them.
     native_seed_fps = False
+    credential_fields: tuple[str, ...] = ("api_key",)
+    connection_test = f"GET /{API_VERSION}/models (lists models with the key)"
 
     def auth_headers(self, credentials: Credentials) -> dict[str, str]:
         return {"x-goog-api-key": credentials.require("api_key", provider=self.key)}
@@ -190,9 +195,9 @@ class VeoAdapter(HttpAdapter):
             provider=self.key,
             default_model=self.default_model,
             models={name: self._model_caps(spec) for name, spec in self.models.items()},
-            credential_fields=["api_key"],
+            credential_fields=list(self.credential_fields),
             can_cancel=False,
-            connection_test=f"GET /{API_VERSION}/models (lists models with the key)",
+            connection_test=self.connection_test,
             # Google's own examples poll every 10 s; clips take 11 s to 6 min at peak.
             poll_interval=10,
             max_poll_interval=30,
@@ -226,7 +231,9 @@ class VeoAdapter(HttpAdapter):
         }
         if self.native_seed_fps:
             fields["seed"] = FieldMapping(support="native", note="parameters.seed")
-            fields["fps"] = FieldMapping(support="native", note=f"parameters.fps; {VEO_FPS} only")
+            fields["fps"] = FieldMapping(
+                support="native", note=f"parameters.fps when set; {VEO_FPS} only"
+            )
         return ModelCapabilities(
             fields=fields,
             aspect_ratios=list(spec.aspect_ratios),
@@ -279,12 +286,12 @@ class VeoAdapter(HttpAdapter):
                 problems.append(
                     f"image_url: a data URL must be base64 of {', '.join(_IMAGE_TYPES)}"
                 )
-        problems += self._extra_problems(request, where)
+        problems += self.extra_problems(request, where)
         if problems:
             raise RequestValidationError(problems, provider=self.key)
         return self._warnings(request)
 
-    def _extra_problems(self, request: StandardVideoRequest, where: str) -> list[str]:
+    def extra_problems(self, request: StandardVideoRequest, where: str) -> list[str]:
         return []
 
     def _warnings(self, request: StandardVideoRequest) -> list[str]:

@@ -231,7 +231,7 @@ def test_warnings_for_set_fields_without_equivalent() -> None:
 async def test_lifecycle_download_and_registry_over_http(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    emu = FalEmulator(latency=0.6, queued_fraction=0.4)
+    emu = FalEmulator(latency=1.0, queued_fraction=0.4)
     with serve(emu.app) as url:
         monkeypatch.setenv("SCENEFLOW_BASE_URLS__FAL", url)
         from sceneflow.settings import get_settings
@@ -249,7 +249,7 @@ async def test_lifecycle_download_and_registry_over_http(
         request_id = job_id.rpartition(":")[2]
         assert done.provider_job_id == job_id and done.progress == 100
         assert done.video_url == f"{url}/files/{request_id}/output.mp4"
-        assert done.provider_details["metrics"] == {"inference_time": 0.6}
+        assert done.provider_details["metrics"] == {"inference_time": 1.0}
         assert done.provider_details["seed"] == 11
         assert emu.log[1]["path"] == f"/fal-ai/veo3/requests/{request_id}/status"
         assert emu.log[-1]["path"] == f"/fal-ai/veo3/requests/{request_id}"

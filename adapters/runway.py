@@ -27,6 +27,7 @@ from adapters.base import (
     unsupported_warning,
 )
 from sceneflow.errors import (
+    AmbiguousSubmitError,
     AuthError,
     CredentialsError,
     ModerationError,
@@ -47,8 +48,12 @@ MAX_DATA_URI_BYTES = 5 * 1024 * 1024
 # size tier -> aspect ratio -> Runway pixel ratio
 Sizes = dict[str, dict[str, str]]
 _GEN4_TEXT = {"16:9": "1280:720", "9:16": "720:1280"}
-_GEN4_IMAGE = {**_GEN4_TEXT, "4:3": "1104:832", "3:4": "832:1104", "1:1": "960:960"}
-_GEN4_IMAGE["21:9"] = "1584:672"
+_GEN4_IMAGE = _GEN4_TEXT | {
+    "4:3": "1104:832",
+    "3:4": "832:1104",
+    "1:1": "960:960",
+    "21:9": "1584:672",
+}
 _VEO: Sizes = {
     "720p": {"16:9": "1280:720", "9:16": "720:1280"},
     "1080p": {"16:9": "1920:1080", "9:16": "1080:1920"},
@@ -97,7 +102,7 @@ class _Task(BaseModel):
     id: str
     status: Literal["PENDING", "THROTTLED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
     created_at: str | None = Field(None, alias="createdAt")
-    progress: float | None = None  # 0..1 while RUNNING
+    progress: float | None = None  # a 0..1 fraction while RUNNING (API reference)
     estimated_cost: _Credits | None = Field(None, alias="estimatedCost")
     cost: _Credits | None = None  # final, on terminal tasks
     output: list[str] = Field(default_factory=list)  # signed URLs: never logged or stored
@@ -299,7 +304,16 @@ class RunwayAdapter(HttpAdapter):
     async def submit(self, request: StandardVideoRequest, credentials: Credentials) -> str:
         path, body = self.build_body(request)
         response = await self.request("POST", path, credentials=credentials, submit=True, json=body)
-        return self._parse(_Created, response, "task creation").id
+        try:
+            return self._parse(_Created, response, "task creation").id
+        except TransientError as e:
+            # The create call got through; retrying it blindly could pay for a second task.
+            raise AmbiguousSubmitError(
+                f"runway answered the submit with HTTP {response.status_code} but an unreadable "
+                "reply; a task may have been created and billed",
+                provider=self.key,
+                status_code=response.status_code,
+            ) from e
 
     async def _task(self, job_id: str, credentials: Credentials) -> _Task:
         response = await self.request("GET", self._task_path(job_id), credentials=credentials)
@@ -310,7 +324,8 @@ class RunwayAdapter(HttpAdapter):
         (failureCode SAFETY.*) raises ModerationError: it must not be retried as is."""
         task = await self._task(job_id, credentials)
         final = task.cost is not None
-        credits = (task.cost or task.estimated_cost or _Credits(credits=0)).credits
+        charged = task.cost or task.estimated_cost
+        credits = charged.credits if charged else None
         details: dict[str, Any] = {
             "runway_status": task.status,
             "created_at": task.created_at,
@@ -319,10 +334,11 @@ class RunwayAdapter(HttpAdapter):
         if task.failure_code:
             details["failure_code"] = task.failure_code
         if task.status == "FAILED" and "SAFETY" in (task.failure_code or "").split("."):
+            billed = f" ({credits:g} credits)" if credits is not None else ""
             raise ModerationError(
                 f"runway refused the content ({task.failure_code}): {task.failure}. Moderated "
-                f"generations are billed ({credits:g} credits) and repeated ones can suspend "
-                "the account: change the prompt or image rather than retrying",
+                f"generations are billed{billed} and repeated ones can suspend the account: "
+                "change the prompt or image rather than retrying",
                 provider=self.key,
             )
         result = StandardVideoResult(

@@ -65,7 +65,9 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except SceneFlowError as e:
-            err_console.print(Text.assemble(("Error: ", "bold red"), str(e)))
+            # One line, whatever the message: scripts read the first line of stderr.
+            message = " ".join(str(e).split())
+            err_console.print(Text.assemble(("Error: ", "bold red"), message))
             raise typer.Exit(1) from e
 
     return wrapper
@@ -205,3 +207,7 @@ def db_upgrade() -> None:
     """Apply pending database migrations (any command that needs the database does it too)."""
     url = db.upgrade()
     console.print(f"Database {db.public_url(url)} is at the latest schema.")
+
+
+# The commands that run generations live in their own module; importing it registers them.
+from sceneflow import cli_jobs as _cli_jobs  # noqa: E402,F401

@@ -291,7 +291,13 @@ async def wait_for_job(
         raise GenerationFailedError(f"job {job_id} was never submitted", provider=job.provider)
     last: tuple[str, float] | None = None
     while True:
-        result: StandardVideoResult = await adapter.status(pid, credentials)
+        try:
+            result: StandardVideoResult = await adapter.status(pid, credentials)
+        except SceneFlowError as e:
+            # Moderation and auth failures can surface while polling; they end the job.
+            if not _retryable(e):
+                _fail(job_id, JobStatus.FAILED, e, user_id)
+            raise
         if (result.status.value, result.progress) != last:
             last = (result.status.value, result.progress)
             _attempt(

@@ -1,0 +1,25 @@
+"""Live smoke test against real Vertex AI; runs only when SCENEFLOW_LIVE_VERTEX_CREDENTIALS names
+a credentials JSON file: {"service_account": {...}, "project": "...", "location": "..."}."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from adapters.base import Credentials
+from adapters.vertex import VertexVeoAdapter
+
+pytestmark = pytest.mark.live
+ENV = "SCENEFLOW_LIVE_VERTEX_CREDENTIALS"
+
+
+@pytest.mark.skipif(
+    not os.environ.get(ENV), reason=f"set {ENV} to a credentials JSON file to run the live test"
+)
+async def test_connection_with_real_credentials() -> None:
+    values = json.loads(Path(os.environ[ENV]).read_text())
+    async with VertexVeoAdapter() as adapter:
+        await adapter.test_connection(Credentials(values))

@@ -18,7 +18,9 @@ from sceneflow.errors import AuthError, RejectedError
 
 pytestmark = [
     pytest.mark.live,
-    pytest.mark.skipif(not os.environ.get("FAL_KEY"), reason="set FAL_KEY to run the live fal test"),
+    pytest.mark.skipif(
+        not os.environ.get("FAL_KEY"), reason="set FAL_KEY to run the live fal test"
+    ),
 ]
 
 NO_SUCH_JOB = f"{DEFAULT_MODEL}:00000000-0000-0000-0000-000000000000"

@@ -54,7 +54,7 @@ def warn(model: str, field: str, what: str) -> str:
 
 
 def clean(exc: BaseException) -> BaseException:
-    """Assert no credential leaks through the message or the repr."""
+    """No credential may leak through the message or the repr."""
     for secret in SECRETS:
         assert secret not in str(exc) and secret not in repr(exc)
     return exc
@@ -132,13 +132,9 @@ async def test_default_model_body_path_auth_and_job_id(
         ),
         (
             {"model": WAN_T2V, "fps": 16, "resolution": "480p", "seed": 3, "aspect_ratio": "1:1"},
-            {
-                "aspect_ratio": "1:1",
-                "resolution": "480p",
-                "num_frames": 80,
-                "frames_per_second": 16,
-                "seed": 3,
-            },
+            dict(
+                aspect_ratio="1:1", resolution="480p", num_frames=80, frames_per_second=16, seed=3
+            ),
         ),
         (
             {"model": KLING_I2V, "image_url": "https://img.test/first.png"},

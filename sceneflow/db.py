@@ -108,9 +108,10 @@ def upgrade(url: str | None = None) -> str:
     try:
         conn = engine.connect()
     except OperationalError as e:
-        # The driver's message names host and port, never the password.
+        # The driver's message names host and port, never the password; it spans lines.
+        reason = " ".join(str(e.orig).split()).rstrip(".")
         raise ConfigError(
-            f"Cannot open the database {public_url(url)}: {e.orig}. Check DATABASE_URL "
+            f"Cannot open the database {public_url(url)}: {reason}. Check DATABASE_URL "
             "(or DB_HOST, DB_PORT, DB_USERNAME, DB_PASSWORD, DB_NAME)."
         ) from e
     with conn, conn.begin():

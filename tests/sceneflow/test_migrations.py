@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
@@ -95,14 +96,19 @@ def test_data_survives_an_upgrade_from_the_first_revision(database_url: str) -> 
 def test_first_use_migrates_once_per_process(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runs = []
+    runs: list[str] = []
     real = command.upgrade
-    monkeypatch.setattr(command, "upgrade", lambda *a, **k: runs.append(1) or real(*a, **k))
+
+    def counting(config: Config, target: str) -> None:
+        runs.append(target)
+        real(config, target)
+
+    monkeypatch.setattr(command, "upgrade", counting)
     with db.session_scope() as s:
         assert store.list_all_configs(session=s) == []
     with db.session_scope() as s:
         assert store.get_job(session=s, job_id="x") is None
-    assert runs == [1] and db.get_engine() is db.get_engine(database_url)
+    assert runs == ["head"] and db.get_engine() is db.get_engine(database_url)
 
 
 def test_two_processes_upgrading_a_fresh_database_at_once(database_url: str) -> None:

@@ -1,0 +1,54 @@
+"""The registry is explicit: every adapter module is registered, and every entry works."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import adapters
+from adapters.base import VideoAdapter
+from sceneflow.errors import UnknownProviderError
+from sceneflow.models import Provider, StandardVideoRequest
+
+ADAPTER_DIR = Path(adapters.__file__).parent
+
+
+def test_every_adapter_module_is_registered():
+    modules = {p.stem for p in ADAPTER_DIR.glob("*.py") if not p.stem.startswith("_")} - {"base"}
+    registered = {target.split(":")[0].removeprefix("adapters.")
+                  for target in adapters.REGISTRY.values()}
+    assert modules == registered
+
+
+def test_registry_keys_are_the_provider_enum():
+    assert set(adapters.REGISTRY) == {p.value for p in Provider}
+
+
+@pytest.mark.parametrize("key", sorted(adapters.REGISTRY))
+def test_every_entry_builds_an_adapter_that_describes_itself(key: str):
+    adapter = adapters.get_adapter(key)
+    assert isinstance(adapter, VideoAdapter)
+    assert adapter.key == key
+    caps = adapter.capabilities()
+    assert caps.provider == key and caps.default_model in caps.models
+    request_fields = set(StandardVideoRequest.model_fields) - {"model"}
+    for model, model_caps in caps.models.items():
+        # Every request field is declared native, mapped or unsupported: nothing is silent.
+        assert set(model_caps.fields) >= request_fields, f"{key}/{model}"
+
+
+def test_unknown_provider_lists_the_known_ones():
+    with pytest.raises(UnknownProviderError) as e:
+        adapters.get_adapter("sora")
+    assert str(e.value) == (
+        "Unknown provider 'sora'. Known providers: " + ", ".join(sorted(adapters.REGISTRY)) + "."
+    )
+
+
+def test_base_url_comes_from_the_setting(monkeypatch: pytest.MonkeyPatch):
+    from sceneflow.settings import get_settings
+
+    monkeypatch.setenv("SCENEFLOW_BASE_URLS__RUNWAY", "http://127.0.0.1:9/")
+    get_settings.cache_clear()
+    assert adapters.get_adapter("runway").base_url == "http://127.0.0.1:9"  # type: ignore[attr-defined]

@@ -60,17 +60,9 @@ class ModelSpec:
 
 VEO3 = ModelSpec(durations=(4, 6, 8))
 VEO2 = ModelSpec(
-    durations=(5, 6, 7, 8),
-    resolutions=("720p",),
-    full_hd_duration=None,
-    sends_resolution=False,
-    audio=False,
+    (5, 6, 7, 8), ("720p",), full_hd_duration=None, sends_resolution=False, audio=False
 )
-MODELS: dict[str, ModelSpec] = {
-    DEFAULT_MODEL: VEO3,
-    DRAFT_MODEL: VEO3,
-    "veo-2.0-generate-001": VEO2,
-}
+MODELS = {DEFAULT_MODEL: VEO3, DRAFT_MODEL: VEO3, "veo-2.0-generate-001": VEO2}
 # WxH sizes Veo renders, so "1280x720" means the same as "720p".
 _SIZES = {"1280x720": "720p", "720x1280": "720p", "1920x1080": "1080p", "1080x1920": "1080p"}
 
@@ -90,7 +82,6 @@ class _ErrorBody(BaseModel):
 
 class _Video(BaseModel):
     uri: str | None = None
-    encoding: str | None = None
 
 
 class _Sample(BaseModel):
@@ -125,21 +116,20 @@ def finished(
 ) -> StandardVideoResult:
     """A done operation: failed (`error`, or every sample withheld by the safety filter) or
     completed. Shared by the Gemini and Vertex adapters, whose operations differ only in shape."""
+    failed = {"status": JobStatus.FAILED, "provider_job_id": name}
     if error is not None:
-        details["error_code"] = error.status or error.code
+        code = error.status or error.code
         return StandardVideoResult(
-            status=JobStatus.FAILED,
-            provider_job_id=name,
-            error_message=error.message or f"operation failed with {error.status or error.code}",
-            provider_details=details,
+            **failed,
+            error_message=error.message or f"operation failed with {code}",
+            provider_details=details | {"error_code": code},
         )
     if filtered:
         details |= {"rai_media_filtered_count": filtered, "rai_media_filtered_reasons": reasons}
     if video_url is None:
         why = "; ".join(reasons) if reasons else "the operation finished without a video"
         return StandardVideoResult(
-            status=JobStatus.FAILED,
-            provider_job_id=name,
+            **failed,
             error_message=f"Blocked by the safety filter: {why}" if filtered else why,
             provider_details=details | {"moderated": bool(filtered)},
         )
@@ -207,35 +197,31 @@ class VeoAdapter(HttpAdapter):
 
     def _model_caps(self, spec: ModelSpec) -> ModelCapabilities:
         hd = f"; 1080p only at {spec.full_hd_duration} s" if spec.full_hd_duration else ""
-        fields = {
-            "prompt": FieldMapping(support="native", note="instances[0].prompt"),
-            "negative_prompt": FieldMapping(support="native", note="parameters.negativePrompt"),
-            "aspect_ratio": FieldMapping(support="native", note="parameters.aspectRatio"),
-            "duration": FieldMapping(support="native", note="parameters.durationSeconds"),
-            "resolution": (
-                FieldMapping(support="native", note="parameters.resolution; WxH mapped" + hd)
-                if spec.sends_resolution
-                else FieldMapping(support="mapped", note="always 720p; not sent")
-            ),
-            "style": FieldMapping(support="mapped", note="appended to the prompt"),
-            "quality": FieldMapping(
-                support="mapped",
-                note=f"draft picks {self.draft_model} when no model is given",
-            ),
-            "image_url": FieldMapping(
-                support="mapped", note="fetched and sent inline as instances[0].image"
-            ),
-            "motion_intensity": FieldMapping(support="unsupported", note="warning; not sent"),
-            "seed": FieldMapping(support="unsupported", note="the Gemini API refuses seed"),
-            "fps": FieldMapping(support="unsupported", note=f"always {VEO_FPS} fps; warning"),
+        seed_fps = {
+            "seed": ("native", "parameters.seed"),
+            "fps": ("native", f"parameters.fps when set; {VEO_FPS} only"),
         }
-        if self.native_seed_fps:
-            fields["seed"] = FieldMapping(support="native", note="parameters.seed")
-            fields["fps"] = FieldMapping(
-                support="native", note=f"parameters.fps when set; {VEO_FPS} only"
-            )
+        if not self.native_seed_fps:
+            seed_fps = {
+                "seed": ("unsupported", "the Gemini API refuses seed; warning"),
+                "fps": ("unsupported", f"always {VEO_FPS} fps; warning"),
+            }
+        fields = {
+            "prompt": ("native", "instances[0].prompt"),
+            "negative_prompt": ("native", "parameters.negativePrompt"),
+            "aspect_ratio": ("native", "parameters.aspectRatio"),
+            "duration": ("native", "parameters.durationSeconds"),
+            "resolution": ("native", "parameters.resolution; WxH mapped" + hd)
+            if spec.sends_resolution
+            else ("mapped", "always 720p; not sent"),
+            "style": ("mapped", "appended to the prompt"),
+            "quality": ("mapped", f"draft picks {self.draft_model} when no model is given"),
+            "image_url": ("mapped", "fetched and sent inline as instances[0].image"),
+            "motion_intensity": ("unsupported", "warning; not sent"),
+            **seed_fps,
+        }
         return ModelCapabilities(
-            fields=fields,
+            fields={k: FieldMapping(support=v[0], note=v[1]) for k, v in fields.items()},
             aspect_ratios=list(spec.aspect_ratios),
             durations=[float(d) for d in spec.durations],
             min_duration=min(spec.durations),
@@ -264,10 +250,10 @@ class VeoAdapter(HttpAdapter):
                 f"aspect_ratio: {where} supports {', '.join(spec.aspect_ratios)}, "
                 f"not {request.aspect_ratio}"
             )
-        allowed_s = ", ".join(f"{d}" for d in spec.durations)
         if request.duration not in spec.durations:
+            allowed = ", ".join(str(d) for d in spec.durations)
             problems.append(
-                f"duration: {where} makes {allowed_s} second videos, not {request.duration:g}"
+                f"duration: {where} makes {allowed} second videos, not {request.duration:g}"
             )
         resolution = _SIZES.get(request.resolution, request.resolution)
         if resolution not in spec.resolutions:
@@ -295,27 +281,18 @@ class VeoAdapter(HttpAdapter):
         return []
 
     def _warnings(self, request: StandardVideoRequest) -> list[str]:
-        warnings = [
-            unsupported_warning(
-                self.key, "motion_intensity", "not sent; describe the motion in the prompt"
-            )
+        gemini = not self.native_seed_fps
+        notes = [
+            (True, "motion_intensity", "not sent; describe the motion in the prompt"),
+            (
+                bool(request.model) and request.quality != "standard",
+                "quality",
+                f"ignored because model {request.model} was chosen",
+            ),
+            (gemini and request.seed is not None, "seed", "not sent; the Gemini API refuses it"),
+            (gemini and request.fps != VEO_FPS, "fps", f"not sent; Veo renders {VEO_FPS} fps"),
         ]
-        if request.model and request.quality != "standard":
-            warnings.append(
-                unsupported_warning(
-                    self.key, "quality", f"ignored because model {request.model} was chosen"
-                )
-            )
-        if not self.native_seed_fps:
-            if request.seed is not None:
-                warnings.append(
-                    unsupported_warning(self.key, "seed", "not sent; the Gemini API refuses it")
-                )
-            if request.fps != VEO_FPS:
-                warnings.append(
-                    unsupported_warning(self.key, "fps", f"not sent; Veo renders {VEO_FPS} fps")
-                )
-        return warnings
+        return [unsupported_warning(self.key, field, what) for on, field, what in notes if on]
 
     async def build_body(self, request: StandardVideoRequest) -> dict[str, Any]:
         """The predictLongRunning body, the same on both Veo endpoints plus `extra_parameters`."""
@@ -388,9 +365,8 @@ class VeoAdapter(HttpAdapter):
         if not op.done:
             # The operation has no finer states than "not done" (providers.md, Lifecycle).
             return StandardVideoResult(status=JobStatus.QUEUED, provider_job_id=op.name)
-        result = (op.response.generateVideoResponse if op.response else None) or (
-            _GenerateVideoResponse()
-        )
+        result = op.response.generateVideoResponse if op.response else None
+        result = result or _GenerateVideoResponse()
         uris = [s.video.uri for s in result.generatedSamples if s.video and s.video.uri]
         return finished(
             op.name,
@@ -415,12 +391,9 @@ class VeoAdapter(HttpAdapter):
                 f"{self.key}: the output of {result.provider_job_id} is not a Gemini file URI",
                 provider=self.key,
             )
-        url = f"/{API_VERSION}/files/{match.group(1)}:download?alt=media"
-        return await self.fetch_to_file(
-            self.base_url + url, destination, headers=self.auth_headers(credentials)
-        )
+        url = f"{self.base_url}/{API_VERSION}/files/{match.group(1)}:download?alt=media"
+        return await self.fetch_to_file(url, destination, headers=self.auth_headers(credentials))
 
     async def test_connection(self, credentials: Credentials) -> None:
-        await self.request(
-            "GET", f"/{API_VERSION}/models", credentials=credentials, params={"pageSize": 1}
-        )
+        params = {"pageSize": 1}
+        await self.request("GET", f"/{API_VERSION}/models", credentials=credentials, params=params)

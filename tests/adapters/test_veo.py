@@ -342,6 +342,9 @@ async def test_over_http_submit_poll_download_valid_mp4(tmp_path: Path) -> None:
             assert fetched.headers["x-goog-api-key"] == KEY
             with pytest.raises(AuthError):
                 await adapter.download(result, Credentials({"api_key": "bad"}), tmp_path / "x")
+            emu.inject("download", "503")
+            with pytest.raises(TransientError):
+                await adapter.download(result, CREDS, tmp_path / "x")
     with av.open(str(out)) as container:
         assert container.streams.video[0].codec_context.name == "h264"
         assert container.duration and container.duration > 0

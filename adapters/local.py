@@ -32,7 +32,7 @@ from typing import Any
 
 import av
 
-from adapters._local_render import decode_image, render
+from adapters._local_render import ENCODER, decode_image, render
 from adapters.base import Capabilities, Credentials, FieldMapping, ModelCapabilities
 from sceneflow.errors import NotFoundError, ProviderError, RequestValidationError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
@@ -190,7 +190,9 @@ FIELDS = {
     "style": FieldMapping(support="mapped", note="its colour/scene words join the palette"),
     "quality": FieldMapping(
         support="mapped",
-        note="x264 preset/CRF: draft ultrafast/30, standard veryfast/23, high medium/18 (slower)",
+        note="x264 preset/CRF: "
+        + ", ".join(f"{q} {preset}/{crf}" for q, (preset, crf) in ENCODER.items())
+        + " (high takes about 2.5x as long as standard)",
     ),
     "fps": FieldMapping(support=_NATIVE),
     "seed": FieldMapping(support=_NATIVE, note="unset: derived from the request"),

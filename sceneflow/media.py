@@ -79,16 +79,30 @@ def probe_video(path: str | Path) -> VideoInfo:
 def verify_video(
     path: str | Path, *, expected_duration: float | None = None, tolerance: float = 0.25
 ) -> VideoInfo:
-    """`probe_video`, then raise InvalidVideoError if the video has no frames or its duration is
-    off from `expected_duration` by more than `tolerance` (a fraction: 0.25 is 25%)."""
+    """`probe_video`, then raise InvalidVideoError if the video has no frames, is cut short, or
+    its duration is off from `expected_duration` by more than `tolerance` (0.25 is 25%)."""
+    path = Path(path)
     info = probe_video(path)
     if info.frames == 0 or info.duration <= 0:
-        raise InvalidVideoError(Path(path), "the video stream holds no frames")
+        raise InvalidVideoError(path, "the video stream holds no frames")
+    # The index (moov) can sit at the front and list every frame of a file cut short, so
+    # count the packets really present; demuxing reads no pixels and is cheap.
+    try:
+        with av.open(str(path)) as container:
+            present = sum(1 for p in container.demux(container.streams.video[0]) if p.size)
+    except av.FFmpegError as e:
+        raise InvalidVideoError(path, f"damaged video data ({e.strerror})") from e
+    if present < info.frames:
+        raise InvalidVideoError(
+            path,
+            f"truncated: the index lists {info.frames} frames but only {present} are in "
+            "the file; download it again",
+        )
     if expected_duration is not None and expected_duration > 0:
         off = abs(info.duration - expected_duration) / expected_duration
         if off > tolerance:
             raise InvalidVideoError(
-                Path(path),
+                path,
                 f"lasts {info.duration:.2f} s but {expected_duration:.2f} s was asked for "
                 f"(off by {off:.0%}, more than the {tolerance:.0%} allowed)",
             )

@@ -9,10 +9,11 @@ rendering is deterministic.
 
 Renders run on a few daemon threads per process, not in detached subprocesses. The hot paths
 release the GIL: libx264 encodes in C on its own threads, and numpy ufuncs and `take` run
-without it. So threads fill both cores without paying about 0.5 s of interpreter and import
-start-up per job, and they leave no orphan processes behind in tests. A render that dies with its
-process is noticed through an flock on `lock`, which the kernel drops even on SIGKILL. The
-next `status` call restarts it.
+without it. So threads fill both cores without paying interpreter and import start-up per job
+(about 0.5 s here), the bound on concurrent renders is one in-process queue rather than
+cross-process slot bookkeeping, and no orphan processes outlive tests or a killed pipeline. The
+price is that a render dies with its process. That is noticed through an flock on `lock`, which
+the kernel drops even on SIGKILL, and the next `status` call from any process restarts it.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ KEY = "local"
 MODEL = "procedural-v1"
 # 1080p at every aspect ratio (21:9 1080p is 2520x1080); 4k takes minutes per clip on 2 cores.
 MAX_SIDE, MAX_PIXELS = 2560, 2560 * 1080
-# quality -> (x264 preset, CRF). "standard" keeps 5 s of 720p well under 5 s on 2 cores.
 MAX_ATTEMPTS = 5
+# One render already keeps x264 busy on both cores; a second one per core overlaps one job's
+# frame building and file writing with another's encoding. More would only queue in the kernel.
 WORKERS = max(1, min(os.cpu_count() or 1, 4))
 _JOB_ID = re.compile(r"^loc_[0-9a-f]{32}$")
 
@@ -54,8 +56,13 @@ def jobs_dir() -> Path:
     return get_settings().home / KEY / "jobs"
 
 
+def _writer() -> str:
+    """Unique among every thread of every process writing to the jobs directory."""
+    return f"{os.getpid()}.{threading.get_ident()}"
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
+    tmp = path.with_name(f".{path.name}.{_writer()}.tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)
 
@@ -69,7 +76,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _finish(job: Path, status: JobStatus, **details: Any) -> bool:
     """Record the outcome once: the first of render, cancel or failure wins (link is atomic)."""
-    tmp = job / f".final.{threading.get_ident()}.tmp"
+    tmp = job / f".final.{_writer()}.tmp"
     tmp.write_text(json.dumps({"status": status.value, **details}))
     try:
         os.link(tmp, job / "final.json")
@@ -109,10 +116,16 @@ def run_job(job: Path) -> None:
     """Render one job if no other thread or process owns it and it has no outcome yet."""
     fd = os.open(job / "lock", os.O_CREAT | os.O_RDWR, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return  # another render owns the job; it will write the outcome
+        # A `status` probe holds the lock for microseconds; only a lock held this long means
+        # another render owns the job, and that render will write the outcome.
+        for _ in range(5):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.02)
+        else:
+            return
         if (job / "final.json").exists():
             return
         attempts = int((_read_json(job / "attempts.json") or {}).get("n", 0)) + 1

@@ -60,9 +60,7 @@ class StandardVideoRequest(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
-    prompt: str = Field(
-        min_length=1, max_length=4000, description="What the video shows. 1 to 4,000 characters."
-    )
+    prompt: str = Field(max_length=4000, description="What the video shows. 1 to 4,000 characters.")
     negative_prompt: str | None = Field(None, max_length=4000, description="What to avoid.")
     aspect_ratio: AspectRatio = Field(description="Frame shape.")
     motion_intensity: int = Field(ge=1, le=10, description="How much moves: 1 (still) to 10.")
@@ -146,6 +144,15 @@ class GatewayResponse(BaseModel, Generic[T]):
     message: str | None = None
 
 
+# Pydantic names only the bound that was broken; these say the whole allowed range.
+_ALLOWED = {
+    "motion_intensity": "a whole number from 1 to 10",
+    "duration": "1 to 120 seconds",
+    "fps": "a whole number from 6 to 60",
+    "seed": "a whole number from 0 to 999999999",
+}
+
+
 def format_validation_error(exc: ValidationError) -> list[str]:
     """One readable line per problem, each naming the field: `duration: must be ...`."""
     lines = []
@@ -158,5 +165,7 @@ def format_validation_error(exc: ValidationError) -> list[str]:
             msg = "is not a known field; allowed: " + ", ".join(
                 StandardVideoRequest.model_fields
             )
+        elif field in _ALLOWED and err["type"] not in ("missing", "frozen_instance", "value_error"):
+            msg = f"{msg}; allowed: {_ALLOWED[field]}"
         lines.append(f"{field}: {msg}")
     return lines

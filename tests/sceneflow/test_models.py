@@ -62,7 +62,7 @@ def test_required_fields_are_named() -> None:
 
 @pytest.mark.parametrize("prompt", ["", "   ", "\n\t"])
 def test_blank_prompt_is_rejected(prompt: str) -> None:
-    assert problems(prompt=prompt) == ["prompt: String should have at least 1 character"]
+    assert problems(prompt=prompt) == ["prompt: must not be blank"]
 
 
 def test_prompt_is_stripped_and_limited_to_4000_characters() -> None:
@@ -98,7 +98,9 @@ def test_other_aspect_ratios_list_the_allowed_ones(ratio: str) -> None:
     ],
 )
 def test_motion_intensity_is_an_integer_from_1_to_10(value: Any, message: str) -> None:
-    assert problems(motion_intensity=value) == [f"motion_intensity: {message}"]
+    assert problems(motion_intensity=value) == [
+        f"motion_intensity: {message}; allowed: a whole number from 1 to 10"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -109,7 +111,7 @@ def test_motion_intensity_is_an_integer_from_1_to_10(value: Any, message: str) -
     ],
 )
 def test_duration_is_1_to_120_seconds(value: float, message: str) -> None:
-    assert problems(duration=value) == [f"duration: {message}"]
+    assert problems(duration=value) == [f"duration: {message}; allowed: 1 to 120 seconds"]
     assert StandardVideoRequest(**VALID | {"duration": 7.5}).duration == 7.5
 
 
@@ -154,7 +156,9 @@ def test_other_qualities_list_the_allowed_ones() -> None:
     [(5, "greater than or equal to 6"), (61, "less than or equal to 60")],
 )
 def test_fps_is_6_to_60(value: int, message: str) -> None:
-    assert problems(fps=value) == [f"fps: Input should be {message}"]
+    assert problems(fps=value) == [
+        f"fps: Input should be {message}; allowed: a whole number from 6 to 60"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -162,7 +166,9 @@ def test_fps_is_6_to_60(value: int, message: str) -> None:
     [(-1, "greater than or equal to 0"), (1_000_000_000, "less than or equal to 999999999")],
 )
 def test_seed_is_0_to_999999999(value: int, message: str) -> None:
-    assert problems(seed=value) == [f"seed: Input should be {message}"]
+    assert problems(seed=value) == [
+        f"seed: Input should be {message}; allowed: a whole number from 0 to 999999999"
+    ]
 
 
 @pytest.mark.parametrize("url", ["http://x/a.png", "https://x/a.png", "data:image/png;base64,AA"])

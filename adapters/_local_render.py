@@ -116,14 +116,12 @@ def caption_mask(text: str, width: int, height: int) -> np.ndarray | None:
     """The text in white-on-nothing as a bool mask of the caption band (even height)."""
     scale = max(1, height // 160)
     per_line = (width - 4 * scale) // (6 * scale)
-    lines = textwrap.wrap(
-        " ".join(text.upper().split()),
-        max(per_line, 1),
-        placeholder="...",
-        max_lines=1 if height < 120 else 2,
-    )
+    if per_line < 4:  # too narrow to say anything (and shorter than the "..." placeholder)
+        return None
+    text = " ".join(text.upper().split())
+    lines = textwrap.wrap(text, per_line, placeholder="...", max_lines=1 if height < 120 else 2)
     band = -(-(9 * len(lines) + 1) * scale // 2) * 2
-    if per_line < 4 or not lines or band > height // 3:
+    if not lines or band > height // 3:
         return None
     mask = np.zeros((band, width), bool)
     for n, line in enumerate(lines):

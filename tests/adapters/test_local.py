@@ -170,6 +170,7 @@ async def test_cancel_after_completion_keeps_the_video() -> None:
         ("9:16", "90x160", 24, 1.3, (90, 160)),
         ("21:9", "480p", 8, 1.0, (1120, 480)),
         ("3:4", "480p", 6, 2.0, (480, 640)),
+        ("1:1", "16x16", 6, 1.0, (16, 16)),  # too small for a caption
     ],
 )
 async def test_output_honours_size_fps_duration(
@@ -249,6 +250,8 @@ async def test_caption_shows_the_prompt() -> None:
     _, path = await make(req(prompt="Hello world", resolution="320x180"))
     mask = render_mod.caption_mask("Hello world", 320, 180)
     assert mask is not None and mask.any()
+    long = render_mod.caption_mask("word " * 200, 320, 180)
+    assert long is not None and long.shape == (20, 320)  # two lines, then "..."
     band = frames(path)[0][180 - mask.shape[0] :].mean(axis=2)
     assert band[mask].mean() > 180 > 60 > band[~mask].mean()
 

@@ -211,3 +211,4 @@ def db_upgrade() -> None:
 
 # The commands that run generations live in their own module; importing it registers them.
 from sceneflow import cli_jobs as _cli_jobs  # noqa: E402,F401
+from sceneflow import cli_ops as _cli_ops  # noqa: E402,F401

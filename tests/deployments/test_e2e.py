@@ -107,11 +107,12 @@ class Stack:
         return found.group(1)
 
     def workers_of(self, flow_run_id: str) -> set[str]:
+        """Workers whose log holds the run's own output. "submitting flow run" is no proof:
+        two workers may both try, and the server lets only one of them run it."""
         return {
             name
             for name, log in self.logs.items()
-            if name.startswith("worker")
-            and f"submitting flow run '{flow_run_id}'" in log.read_text()
+            if name.startswith("worker") and f"runs/flow-run/{flow_run_id}" in log.read_text()
         }
 
 

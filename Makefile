@@ -29,6 +29,9 @@ test: $(VENV)/.installed-dev  ## Run the test suite (PostgreSQL variants need SC
 bench: $(VENV)/.installed-dev  ## Speed benchmarks, as ratios against in-run baselines
 	$(BIN)/python -m bench
 
+serve: $(VENV)/.installed  ## Local Prefect server + UI + deployments + a worker (Ctrl-C stops)
+	bash deployments/serve.sh
+
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -22,6 +22,12 @@ from sceneflow.models import TERMINAL_STATUSES, GatewayResponse, StandardVideoRe
 
 # Prefect's INFO lines would scroll the progress bar away; users can still ask for them.
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# The first run on a fresh machine migrates Prefect's database, which on a busy 2-core machine
+# takes longer than Prefect's default wait for its ephemeral server.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+# SceneFlow runs on offline machines; Prefect's telemetry would only log failures there.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
 
 ProviderOpt = Annotated[str, typer.Option("--provider", "-p", help="Provider key.")]
 UserOpt = Annotated[str, typer.Option("--user", "-u", help="Whose stored credentials to use.")]

@@ -7,7 +7,7 @@ import hashlib
 import time
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, tags
 from pydantic import BaseModel
 
 from adapters import get_adapter
@@ -144,7 +144,8 @@ async def generate_batch(
         adapter = adapters[row.provider]
         deadline = deadline_for(row.provider, adapter.capabilities().deadline, deadline_seconds)
         duration = None
-        async with limits[row.provider]:
+        # The provider tag lets a Prefect tag concurrency limit cap one provider across workers.
+        async with limits[row.provider], tags(f"provider:{row.provider}"):
             try:
                 duration = await _run_row(
                     row,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from prefect import flow
+from prefect import flow, tags
 
 from adapters import get_adapter
 from sceneflow import jobs
@@ -57,9 +57,11 @@ async def generate_video(
     caps = adapter.capabilities()
     deadline_at = time.time() + deadline_for(provider_key, caps.deadline, deadline_seconds)
     try:
-        job = await submit_generation(job, adapter, credentials, user_id)
-        result = await wait_for_generation(job, adapter, credentials, user_id, deadline_at)
-        job = await download_video(job, adapter, credentials, result, user_id, output_dir)
+        # The provider tag lets a Prefect tag concurrency limit cap one provider across workers.
+        with tags(f"provider:{provider_key}"):
+            job = await submit_generation(job, adapter, credentials, user_id)
+            result = await wait_for_generation(job, adapter, credentials, user_id, deadline_at)
+            job = await download_video(job, adapter, credentials, result, user_id, output_dir)
     except SceneFlowError:
         record_outcome(job.job_id, user_id)
         raise

@@ -18,7 +18,7 @@ from sceneflow import store
 from sceneflow.cli import app, console, creds_app, err_console, handle_errors, require_provider
 from sceneflow.db import session_scope
 from sceneflow.errors import NotFoundError, RequestValidationError
-from sceneflow.models import TERMINAL_STATUSES, GatewayResponse, StandardVideoRequest
+from sceneflow.models import TERMINAL_STATUSES, GatewayResponse, Provider, StandardVideoRequest
 
 # Prefect's INFO lines would scroll the progress bar away; users can still ask for them.
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -88,7 +88,7 @@ def generate(
     from flows.generate import generate_video
 
     with console.status(f"Generating with {provider}…"):
-        result = asyncio.run(generate_video(user, provider, request, output, force))
+        result = asyncio.run(generate_video(user, Provider(provider), request, output, force))
     console.print(f"[green]Done:[/] {result.output_path}")
     for warning in result.provider_details.get("warnings", []):
         console.print(f"[yellow]Note:[/] {warning}")
@@ -113,7 +113,7 @@ def batch(
 
     async def run() -> Any:
         flow = asyncio.create_task(
-            generate_batch(source, user, provider, output, max_concurrency, force)
+            generate_batch(source, user, Provider(provider), output, max_concurrency, force)
         )
         columns = (
             TextColumn("{task.description}"),

@@ -19,7 +19,13 @@ from adapters.base import Capabilities, VideoAdapter
 from sceneflow import jobs, store
 from sceneflow.db import session_scope
 from sceneflow.errors import NotFoundError, ProviderError, SceneFlowError
-from sceneflow.models import GatewayResponse, JobStatus, StandardVideoRequest, StandardVideoResult
+from sceneflow.models import (
+    GatewayResponse,
+    JobStatus,
+    Provider,
+    StandardVideoRequest,
+    StandardVideoResult,
+)
 
 __all__ = ["VideoGenerationGateway"]
 
@@ -66,10 +72,21 @@ class VideoGenerationGateway:
         """Submit a generation. With `wait=True`, run the whole generate_video flow (poll,
         download, record) and return the finished result."""
         if wait:
-            from flows.generate import generate_video
-
-            return await _respond(generate_video(user_id, provider, request, output_dir, force))
+            return await _respond(self._run_flow(user_id, request, provider, output_dir, force))
         return await _respond(self._submit(user_id, request, provider, force))
+
+    async def _run_flow(
+        self,
+        user_id: str,
+        request: StandardVideoRequest,
+        provider: str,
+        output_dir: str,
+        force: bool,
+    ) -> StandardVideoResult:
+        from flows.generate import generate_video
+
+        adapters.adapter_class(provider)  # UnknownProviderError names the known keys
+        return await generate_video(user_id, Provider(provider), request, output_dir, force)
 
     async def _submit(
         self, user_id: str, request: StandardVideoRequest, provider: str, force: bool

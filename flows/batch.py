@@ -145,17 +145,18 @@ async def generate_batch(
         deadline = deadline_for(row.provider, adapter.capabilities().deadline, deadline_seconds)
         duration = None
         # The provider tag lets a Prefect tag concurrency limit cap one provider across workers.
-        async with limits[row.provider], tags(f"provider:{row.provider}"):
+        async with limits[row.provider]:
             try:
-                duration = await _run_row(
-                    row,
-                    job,
-                    adapter,
-                    credentials[row.provider],
-                    user_id=user_id,
-                    output_dir=output_dir,
-                    deadline_at=time.time() + deadline,
-                )
+                with tags(f"provider:{row.provider}"):
+                    duration = await _run_row(
+                        row,
+                        job,
+                        adapter,
+                        credentials[row.provider],
+                        user_id=user_id,
+                        output_dir=output_dir,
+                        deadline_at=time.time() + deadline,
+                    )
             except SceneFlowError as e:
                 jobs.mark_failed(job.job_id, e)
         summary = finish_job(job.job_id, user_id=user_id, batch_id=batch_id)

@@ -10,10 +10,10 @@ import email.utils
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Protocol, Self, runtime_checkable
+from typing import Any, Literal, Protocol, Self, TypeVar, runtime_checkable
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from sceneflow.errors import (
     AmbiguousSubmitError,
@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 Support = Literal["native", "mapped", "unsupported"]
+M = TypeVar("M", bound=BaseModel)
 
 
 class FieldMapping(BaseModel):
@@ -277,6 +278,22 @@ class HttpAdapter:
         except ValueError as e:
             raise TransientError(
                 f"{self.key} sent a reply that is not JSON (HTTP {response.status_code})",
+                provider=self.key,
+                status_code=response.status_code,
+            ) from e
+
+    def parse(self, model: type[M], response: httpx.Response, what: str = "") -> M:
+        """Validate a success body against a private reply model. A wrong shape is transient,
+        like a malformed body; the message names the fields, never their values (they may hold
+        signed URLs)."""
+        data = self.json(response)
+        try:
+            return model.model_validate(data)
+        except ValidationError as e:
+            fields = ", ".join(".".join(map(str, err["loc"])) or "body" for err in e.errors())
+            raise TransientError(
+                f"{self.key} sent a {what + ' ' if what else ''}reply SceneFlow cannot read "
+                f"(HTTP {response.status_code}; fields: {fields}); will retry",
                 provider=self.key,
                 status_code=response.status_code,
             ) from e

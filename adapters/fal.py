@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -41,7 +41,6 @@ from sceneflow.errors import (
     NotFoundError,
     RejectedError,
     RequestValidationError,
-    TransientError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
 
@@ -99,9 +98,6 @@ class _ErrorBody(BaseModel):
     detail: str | list[_ErrorItem] | None = None
     error_type: str | None = None
     status: str | None = None
-
-
-_Reply = TypeVar("_Reply", bound=BaseModel)
 
 
 def _f(support: Literal["native", "mapped", "unsupported"], note: str = "") -> FieldMapping:
@@ -316,7 +312,7 @@ class FalAdapter(HttpAdapter):
     async def status(self, job_id: str, credentials: Credentials) -> StandardVideoResult:
         path = _queue_path(job_id)
         response = await self.request("GET", f"{path}/status", credentials=credentials)
-        reply = self._parse(_StatusReply, response, "status")
+        reply = self.parse(_StatusReply, response, "status")
         model, _, request_id = job_id.rpartition(":")
         details: dict[str, Any] = {"model": model, "request_id": request_id}
 
@@ -342,7 +338,7 @@ class FalAdapter(HttpAdapter):
             # The run ended and fal refuses its result: the job failed with that reason.
             details["moderation"] = isinstance(e, ModerationError)
             return result(JobStatus.FAILED, error_message=str(e))
-        output = self._parse(_VideoResult, response, "result")
+        output = self.parse(_VideoResult, response, "result")
         details.update(output.video.model_dump(exclude={"url"}, exclude_none=True))
         if output.seed is not None:
             details["seed"] = output.seed
@@ -390,14 +386,3 @@ class FalAdapter(HttpAdapter):
         if not text:
             return super().error_message(response)
         return (f"{text} ({error_type})" if error_type else text)[:500]
-
-    def _parse(self, model: type[_Reply], response: httpx.Response, what: str) -> _Reply:
-        try:
-            return model.model_validate_json(response.content)
-        except ValidationError as e:
-            raise TransientError(
-                f"fal sent a {what} reply SceneFlow cannot read (HTTP {response.status_code}); "
-                "will retry",
-                provider=self.key,
-                status_code=response.status_code,
-            ) from e

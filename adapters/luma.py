@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from adapters.base import (
     Capabilities,
@@ -25,7 +25,7 @@ from adapters.base import (
     require_output_url,
     unsupported_warning,
 )
-from sceneflow.errors import RequestValidationError, TransientError
+from sceneflow.errors import RequestValidationError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "ENV_KEY", "LumaAdapter"]
@@ -126,9 +126,6 @@ class _Generation(BaseModel):
 
 class _Credits(BaseModel):
     credit_balance: float
-
-
-_M = TypeVar("_M", bound=BaseModel)
 
 
 class LumaAdapter(HttpAdapter):
@@ -269,19 +266,6 @@ class LumaAdapter(HttpAdapter):
 
     # -- calls -----------------------------------------------------------------------------
 
-    def _parse(self, model: type[_M], response: httpx.Response) -> _M:
-        try:
-            return model.model_validate(self.json(response))
-        except ValidationError as e:
-            # loc and msg only: the input may hold an asset URL.
-            first = e.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "body"
-            raise TransientError(
-                f"luma sent a reply the adapter cannot read ({where}: {first['msg']})",
-                provider=self.key,
-                status_code=response.status_code,
-            ) from e
-
     async def submit(self, request: StandardVideoRequest, credentials: Credentials) -> str:
         response = await self.request(
             "POST",
@@ -291,7 +275,7 @@ class LumaAdapter(HttpAdapter):
             json=self.build_body(request),
             headers={"Accept": "application/json"},
         )
-        return self._parse(_Generation, response).id
+        return self.parse(_Generation, response).id
 
     async def status(self, job_id: str, credentials: Credentials) -> StandardVideoResult:
         response = await self.request(
@@ -300,7 +284,7 @@ class LumaAdapter(HttpAdapter):
             credentials=credentials,
             headers={"Accept": "application/json"},
         )
-        gen = self._parse(_Generation, response)
+        gen = self.parse(_Generation, response)
         details: dict[str, object] = {
             "state": gen.state,
             "model": gen.model,
@@ -343,4 +327,4 @@ class LumaAdapter(HttpAdapter):
         response = await self.request(
             "GET", "/credits", credentials=credentials, headers={"Accept": "application/json"}
         )
-        self._parse(_Credits, response)
+        self.parse(_Credits, response)

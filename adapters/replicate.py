@@ -16,7 +16,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from adapters.base import (
     Capabilities,
@@ -28,7 +28,7 @@ from adapters.base import (
     require_output_url,
     unsupported_warning,
 )
-from sceneflow.errors import ModerationError, RequestValidationError, TransientError
+from sceneflow.errors import ModerationError, RequestValidationError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "ENV_KEY", "MODELS", "ReplicateAdapter"]
@@ -320,26 +320,15 @@ class ReplicateAdapter(HttpAdapter):
             and getattr(request, field) is not None
         ]
 
-    def _parse(self, model: type[BaseModel], response: httpx.Response) -> Any:
-        try:
-            return model.model_validate(self.json(response))
-        except ValidationError as e:
-            raise TransientError(
-                f"{self.key} sent a reply that does not look like a {model.__name__[1:]} "
-                f"({e.error_count()} problems, first at {e.errors()[0]['loc']})",
-                provider=self.key,
-                status_code=response.status_code,
-            ) from e
-
     async def submit(self, request: StandardVideoRequest, credentials: Credentials) -> str:
         path, body, _ = self._build(request)
         response = await self.request("POST", path, credentials=credentials, json=body, submit=True)
-        prediction: _Prediction = self._parse(_Prediction, response)
+        prediction: _Prediction = self.parse(_Prediction, response)
         return prediction.id
 
     async def status(self, job_id: str, credentials: Credentials) -> StandardVideoResult:
         response = await self.request("GET", f"/v1/predictions/{job_id}", credentials=credentials)
-        p: _Prediction = self._parse(_Prediction, response)
+        p: _Prediction = self.parse(_Prediction, response)
         # Raw vendor fields, minus output (a download URL) and logs (model chatter).
         details = p.model_dump(exclude={"id", "output", "logs", "error"})
         status = _STATUS[p.status]
@@ -397,4 +386,4 @@ class ReplicateAdapter(HttpAdapter):
 
     async def test_connection(self, credentials: Credentials) -> None:
         response = await self.request("GET", "/v1/account", credentials=credentials)
-        self._parse(_Account, response)
+        self.parse(_Account, response)

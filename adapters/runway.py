@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import quote
 
-import httpx
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from adapters.base import (
     Capabilities,
@@ -112,9 +111,6 @@ class _Task(BaseModel):
 
 class _Organization(BaseModel):
     credit_balance: float = Field(alias="creditBalance")
-
-
-M = TypeVar("M", bound=BaseModel)
 
 
 def _describe(durations: tuple[int, ...]) -> str:
@@ -305,7 +301,7 @@ class RunwayAdapter(HttpAdapter):
         path, body = self.build_body(request)
         response = await self.request("POST", path, credentials=credentials, submit=True, json=body)
         try:
-            return self._parse(_Created, response, "task creation").id
+            return self.parse(_Created, response, "task creation").id
         except TransientError as e:
             # The create call got through; retrying it blindly could pay for a second task.
             raise AmbiguousSubmitError(
@@ -317,7 +313,7 @@ class RunwayAdapter(HttpAdapter):
 
     async def _task(self, job_id: str, credentials: Credentials) -> _Task:
         response = await self.request("GET", self._task_path(job_id), credentials=credentials)
-        return self._parse(_Task, response, "task")
+        return self.parse(_Task, response, "task")
 
     async def status(self, job_id: str, credentials: Credentials) -> StandardVideoResult:
         """The task mapped onto the standard result. A task refused by Runway's moderation
@@ -401,20 +397,8 @@ class RunwayAdapter(HttpAdapter):
 
     async def test_connection(self, credentials: Credentials) -> None:
         response = await self.request("GET", "/v1/organization", credentials=credentials)
-        self._parse(_Organization, response, "organization")
+        self.parse(_Organization, response, "organization")
 
     @staticmethod
     def _task_path(job_id: str) -> str:
         return "/v1/tasks/" + quote(job_id, safe="")
-
-    def _parse(self, model: type[M], response: httpx.Response, what: str) -> M:
-        try:
-            return model.model_validate(self.json(response))
-        except ValidationError as e:
-            fields = ", ".join(".".join(map(str, err["loc"])) for err in e.errors())
-            raise TransientError(
-                f"runway sent a {what} reply SceneFlow cannot read (fields: {fields}); "
-                "retrying, and if it persists the Runway API version may have changed",
-                provider=self.key,
-                status_code=response.status_code,
-            ) from e

@@ -347,18 +347,6 @@ class VeoAdapter(HttpAdapter):
         response = await self.request("POST", url, credentials=credentials, json=body, submit=True)
         return self.parse(_Operation, response).name
 
-    def parse(self, model: type[Any], response: httpx.Response) -> Any:
-        """Validate a success body; a wrong shape is as transient as a malformed one."""
-        data = self.json(response)
-        try:
-            return model.model_validate(data)
-        except ValueError as e:
-            raise TransientError(
-                f"{self.key} sent an unexpected reply shape (HTTP {response.status_code})",
-                provider=self.key,
-                status_code=response.status_code,
-            ) from e
-
     async def status(self, job_id: str, credentials: Credentials) -> StandardVideoResult:
         response = await self.request("GET", f"/{API_VERSION}/{job_id}", credentials=credentials)
         op: _Operation = self.parse(_Operation, response)

@@ -331,7 +331,7 @@ async def test_wrong_key_is_auth_error_without_the_key(adapter: FalAdapter) -> N
         ("submit", "503", TransientError, "allocated to handle the request (runner_scheduling"),
         ("submit", "malformed", AmbiguousSubmitError, "had no readable request_id"),
         ("status", "500", TransientError, "An unexpected internal error occurred"),
-        ("status", "malformed", TransientError, "status reply SceneFlow cannot read"),
+        ("status", "malformed", TransientError, "sent a reply that is not JSON"),
     ],
 )
 async def test_faults_translate(

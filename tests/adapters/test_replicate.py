@@ -415,8 +415,8 @@ async def test_connection_test(adapter: ReplicateAdapter, recorded: list[dict[st
     ("reply", "expected"),
     [
         ({"id": "p1", "status": "succeeded", "output": ["https://replicate.delivery/a.mp4"]}, None),
-        ({"id": "p1", "status": "queued"}, "does not look like a Prediction"),
-        ({"status": "starting"}, "does not look like a Prediction"),
+        ({"id": "p1", "status": "queued"}, "cannot read (HTTP 200; fields: status)"),
+        ({"status": "starting"}, "cannot read (HTTP 200; fields: id)"),
     ],
 )
 async def test_reply_shapes(reply: dict[str, Any], expected: str | None) -> None:

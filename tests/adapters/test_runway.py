@@ -357,7 +357,7 @@ def canned(reply: dict[str, object]) -> RunwayAdapter:
 
 
 async def test_unreadable_task_reply_is_transient_and_names_the_field():
-    with pytest.raises(TransientError, match=r"cannot read \(fields: status\)"):
+    with pytest.raises(TransientError, match=r"cannot read \(HTTP 200; fields: status\)"):
         await canned({"id": "t", "status": "ARCHIVED"}).status("t", CREDS)
 
 

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +71,8 @@ def _ephemeral_server_pid() -> int | None:
     return None
 
 
-async def _measured(make: Callable[[], Awaitable[Any]]) -> dict[str, float]:
-    """Wall and CPU seconds of awaiting `make()`, and the peak RSS sampled while it runs
+async def _measured(work: Awaitable[Any]) -> dict[str, float]:
+    """Wall and CPU seconds of awaiting `work`, and the peak RSS sampled while it runs
     (ru_maxrss would be the peak of the whole process, not of this phase)."""
     peak = 0
 
@@ -85,7 +85,7 @@ async def _measured(make: Callable[[], Awaitable[Any]]) -> dict[str, float]:
     sampler = asyncio.create_task(sample())
     cpu, started = _cpu_seconds(), time.perf_counter()
     try:
-        await make()
+        await work
     finally:
         sampler.cancel()
     return {
@@ -183,9 +183,10 @@ def _write_csv(path: Path, rows: int) -> str:
 
 async def pipeline(csv_path: str, concurrency: int, out: Path) -> None:
     from flows.batch import generate_batch
+    from sceneflow.models import Provider
 
     summary = await generate_batch(
-        csv_path, USER, provider="runway", output_dir=str(out), max_concurrency=concurrency
+        csv_path, USER, provider=Provider.RUNWAY, output_dir=str(out), max_concurrency=concurrency
     )
     if summary.completed != summary.total:
         raise RuntimeError(f"the pipeline did not complete every row: {summary.failures[:3]}")
@@ -277,14 +278,12 @@ def run(*, rows: list[int], latency: float = 2.0, concurrency: int = 8, poll: fl
         result["warmup_seconds"] = round(time.perf_counter() - started, 1)
         server_pid = None if server else _ephemeral_server_pid()
         for n in rows:
-            base = asyncio.run(_measured(lambda: baseline(n, concurrency, url, tmp / f"b{n}")))
+            base = asyncio.run(_measured(baseline(n, concurrency, url, tmp / f"b{n}")))
             csv_path = _write_csv(tmp / f"rows{n}.csv", n)
             server_before = _process_cpu_seconds(server_pid)
             profiler = cProfile.Profile() if profile else None
             with profiler or contextlib.nullcontext():
-                flow = asyncio.run(
-                    _measured(lambda: pipeline(csv_path, concurrency, tmp / f"p{n}"))
-                )  # noqa: B023, E501
+                flow = asyncio.run(_measured(pipeline(csv_path, concurrency, tmp / f"p{n}")))
             server_after = _process_cpu_seconds(server_pid)
             server_cpu = None
             if server_before is not None and server_after is not None:

@@ -147,7 +147,8 @@ def batch(
         console.print(f"  {failure}")
     if len(summary.failures) > 20:
         console.print(f"  … and {len(summary.failures) - 20} more in results.csv")
-    console.print(f"Videos: {summary.output_dir}\nResults: {summary.results_csv}")
+    videos = summary.output_dir if "://" in output else str(Path(output).resolve())
+    console.print(f"Videos: {videos}\nResults: {summary.results_csv}")
     if summary.failures:
         raise typer.Exit(1)
 

@@ -1,13 +1,13 @@
 """The life of one generation job, as plain functions over the job table and an adapter.
 
-Prefect tasks (``tasks/``) wrap these one to one; the gateway calls them directly. The
+Prefect tasks (``tasks/``) wrap these one to one (polling is in ``sceneflow.polling``); the
+gateway calls them directly. The
 ``generation_job`` row is the source of truth: it is written before anything is sent, the
 provider's job id is stored the moment the submit returns, and every later step resumes from it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -25,9 +25,7 @@ from sceneflow.errors import (
     AmbiguousSubmitError,
     AuthError,
     GenerationFailedError,
-    GenerationTimeoutError,
     NotFoundError,
-    ProviderError,
     RateLimitedError,
     SceneFlowError,
     TransientError,
@@ -161,7 +159,7 @@ def prepare_job(
         return _ref(job)
 
 
-def _attempt(
+def log_attempt(
     job_id: str,
     operation: str,
     *,
@@ -183,7 +181,7 @@ def _attempt(
         )
 
 
-def _fail(job_id: str, status: JobStatus, error: BaseException, user_id: str) -> None:
+def fail_job(job_id: str, status: JobStatus, error: BaseException, user_id: str) -> None:
     with session_scope() as session:
         job = store.update_job(
             session=session,
@@ -198,17 +196,19 @@ def _fail(job_id: str, status: JobStatus, error: BaseException, user_id: str) ->
             )
 
 
-async def _call(job_id: str, user_id: str, operation: str, fn: Callable[[], Awaitable[Any]]) -> Any:
+async def call_logged(
+    job_id: str, user_id: str, operation: str, fn: Callable[[], Awaitable[Any]]
+) -> Any:
     """Run one adapter call, log it as an attempt, and mark the key invalid on AuthError."""
     started = time.time()
     try:
         value = await fn()
     except SceneFlowError as e:
-        _attempt(job_id, operation, error=e, started=started)
+        log_attempt(job_id, operation, error=e, started=started)
         if isinstance(e, AuthError):
-            _fail(job_id, JobStatus.FAILED, e, user_id)
+            fail_job(job_id, JobStatus.FAILED, e, user_id)
         raise
-    _attempt(job_id, operation, detail=f"{operation} ok", started=started)
+    log_attempt(job_id, operation, detail=f"{operation} ok", started=started)
     return value
 
 
@@ -236,15 +236,15 @@ async def submit_job(
             )
         store.update_job(session=session, job_id=job_id, attempts=job.attempts + 1)
     try:
-        provider_job_id = await _call(
+        provider_job_id = await call_logged(
             job_id, user_id, "submit", lambda: adapter.submit(request, credentials)
         )
     except AmbiguousSubmitError as e:
-        _fail(job_id, JobStatus.UNKNOWN, e, user_id)
+        fail_job(job_id, JobStatus.UNKNOWN, e, user_id)
         raise
     except SceneFlowError as e:
-        if not _retryable(e):
-            _fail(job_id, JobStatus.FAILED, e, user_id)
+        if not is_retryable(e):
+            fail_job(job_id, JobStatus.FAILED, e, user_id)
         raise
     with session_scope() as session:
         job = store.update_job(
@@ -259,103 +259,8 @@ async def submit_job(
         return _ref(job)
 
 
-def _retryable(error: BaseException) -> bool:
+def is_retryable(error: BaseException) -> bool:
     return isinstance(error, TransientError | RateLimitedError)
-
-
-async def wait_for_job(
-    adapter: VideoAdapter,
-    job_id: str,
-    credentials: Credentials,
-    *,
-    user_id: str,
-    deadline_at: float,
-    logger: logging.Logger | logging.LoggerAdapter[Any] = log,
-    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-) -> StandardVideoResult:
-    """Poll until the job ends or `deadline_at` (epoch seconds) passes; then cancel it and mark
-    it TIMED_OUT. Intervals start at the provider's guidance and back off."""
-    caps = adapter.capabilities()
-    interval = caps.poll_interval
-    with session_scope() as session:
-        job = load_job(session, job_id)
-    if job.status == JobStatus.COMPLETED and job.output_path:
-        return StandardVideoResult(
-            status=JobStatus.COMPLETED,
-            provider_job_id=job.provider_job_id,
-            progress=100,
-            output_path=job.output_path,
-        )
-    pid = job.provider_job_id
-    if not pid:
-        raise GenerationFailedError(f"job {job_id} was never submitted", provider=job.provider)
-    last: tuple[str, float] | None = None
-    while True:
-        try:
-            result: StandardVideoResult = await adapter.status(pid, credentials)
-        except SceneFlowError as e:
-            # Moderation and auth failures can surface while polling; they end the job.
-            if not _retryable(e):
-                _fail(job_id, JobStatus.FAILED, e, user_id)
-            raise
-        if (result.status.value, result.progress) != last:
-            last = (result.status.value, result.progress)
-            _attempt(
-                job_id,
-                "status",
-                detail=f"{result.status.value} {result.progress:.0f}%",
-                started=time.time(),
-            )
-            with session_scope() as session:
-                store.update_job(
-                    session=session,
-                    job_id=job_id,
-                    status=result.status.value,
-                    progress=result.progress,
-                    video_url=strip_signature(result.video_url),
-                    cost=result.cost,
-                    error=result.error_message,
-                )
-            logger.info("job %s: %s %.0f%%", job_id, result.status.value, result.progress)
-        if result.status == JobStatus.COMPLETED:
-            return result
-        if result.status in (JobStatus.FAILED, JobStatus.CANCELLED):
-            error = GenerationFailedError(
-                f"{job.provider} job {pid} {result.status.value.lower()}: "
-                f"{result.error_message or 'no reason given'}",
-                provider=job.provider,
-            )
-            _fail(job_id, result.status, error, user_id)
-            raise error
-        if time.time() >= deadline_at:
-            return await _time_out(adapter, job_id, pid, credentials, user_id, logger)
-        await sleep(min(interval, max(deadline_at - time.time(), 0.05)))
-        interval = min(interval * 1.5, caps.max_poll_interval)
-
-
-async def _time_out(
-    adapter: VideoAdapter,
-    job_id: str,
-    pid: str,
-    credentials: Credentials,
-    user_id: str,
-    logger: logging.Logger | logging.LoggerAdapter[Any],
-) -> Any:
-    cancelled = "no cancel call exists for this provider"
-    if adapter.capabilities().can_cancel:
-        try:
-            await _call(job_id, user_id, "cancel", lambda: adapter.cancel(pid, credentials))
-            cancelled = "a cancel was sent"
-        except ProviderError as e:
-            cancelled = f"the cancel failed ({e})"
-    error = GenerationTimeoutError(
-        f"{adapter.key} job {pid} did not finish before its deadline; {cancelled}. The job id is "
-        f"kept: `sceneflow status {job_id}` checks it later.",
-        provider=adapter.key,
-    )
-    logger.warning("%s", error)
-    _fail(job_id, JobStatus.TIMED_OUT, error, user_id)
-    raise error
 
 
 def output_name(job_id: str, row_id: str | None) -> str:
@@ -382,14 +287,16 @@ async def download_job(
     request = StandardVideoRequest.model_validate_json(job.request_json)
     name = output_name(job_id, row_id)
     local = storage.staging_path(output_dir, name)
-    await _call(job_id, user_id, "download", lambda: adapter.download(result, credentials, local))
+    await call_logged(
+        job_id, user_id, "download", lambda: adapter.download(result, credentials, local)
+    )
     try:
         info = verify_video(local, expected_duration=request.duration, tolerance=0.5)
     except InvalidVideoError as e:
         error = GenerationFailedError(
             f"{adapter.key} returned an unusable file: {e}", provider=adapter.key
         )
-        _fail(job_id, JobStatus.FAILED, error, user_id)
+        fail_job(job_id, JobStatus.FAILED, error, user_id)
         raise error from e
     final = storage.publish(local, output_dir, name)
     with session_scope() as session:
@@ -423,7 +330,7 @@ def mark_failed(job_id: str, error: BaseException) -> None:
         status = JobStatus(job.status)
         if status in TERMINAL_STATUSES or status == JobStatus.UNKNOWN:
             return
-        if job.provider_job_id and _retryable(error):
+        if job.provider_job_id and is_retryable(error):
             store.update_job(
                 session=session,
                 job_id=job_id,

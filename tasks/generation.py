@@ -15,7 +15,7 @@ from prefect.context import TaskRunContext
 
 from adapters import get_adapter
 from adapters.base import Credentials, VideoAdapter
-from sceneflow import jobs
+from sceneflow import jobs, polling
 from sceneflow.models import StandardVideoRequest, StandardVideoResult
 from tasks.policies import RETRY_OPTIONS
 
@@ -73,7 +73,7 @@ async def wait_for_generation(
     deadline_at: float,
 ) -> StandardVideoResult:
     """Poll adaptively until the job is done; cancel it and time out at the deadline."""
-    return await jobs.wait_for_job(
+    return await polling.wait_for_job(
         adapter,
         job.job_id,
         credentials,

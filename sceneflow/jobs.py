@@ -1,9 +1,9 @@
 """The life of one generation job, as plain functions over the job table and an adapter.
 
 Prefect tasks (``tasks/``) wrap these one to one (polling is in ``sceneflow.polling``); the
-gateway calls them directly. The
-``generation_job`` row is the source of truth: it is written before anything is sent, the
-provider's job id is stored the moment the submit returns, and every later step resumes from it.
+gateway calls them directly. The ``generation_job`` row is the source of truth: it is written
+before anything is sent, the provider's job id is stored the moment the submit returns, and
+every later step resumes from it.
 """
 
 from __future__ import annotations

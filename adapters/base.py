@@ -173,12 +173,24 @@ class HttpAdapter:
         self, *, client: httpx.AsyncClient | None = None, base_url: str | None = None
     ) -> None:
         self.base_url = (base_url or self.default_base_url).rstrip("/")
-        self._own_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=self.timeout)
+        self._injected = client
+        self._owned: httpx.AsyncClient | None = None
+
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        # Built on first use: an httpx client loads the CA bundle (~0.1 s), and many adapters
+        # are made only to read capabilities or validate a request.
+        if self._injected is not None:
+            return self._injected
+        if self._owned is None:
+            self._owned = httpx.AsyncClient(timeout=self.timeout)
+        return self._owned
 
     async def aclose(self) -> None:
-        if self._own_client:
-            await self._client.aclose()
+        """Close the client this adapter made; an injected one belongs to the caller."""
+        if self._owned is not None:
+            await self._owned.aclose()
+            self._owned = None
 
     async def __aenter__(self) -> Self:
         return self

@@ -86,6 +86,10 @@ def generate(
 
         raise RequestValidationError(format_validation_error(e)) from None
     from flows.generate import generate_video
+    from tasks.generation import check_request
+
+    # The provider's own limits, checked before Prefect starts (and logs) a doomed flow run.
+    check_request(provider, request)
 
     with console.status(f"Generating with {provider}…"):
         result = asyncio.run(generate_video(user, Provider(provider), request, output, force))

@@ -6,6 +6,8 @@ writing it to result storage (design.md §4), and `Credentials` refuses to be pi
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -40,9 +42,13 @@ async def load_credentials(user_id: str, provider: str) -> Credentials:
 
 
 async def check_credentials(user_id: str, provider: str) -> bool:
-    """Make the provider's cheapest authenticated call and store the verdict in is_valid."""
-    with session_scope() as session:
-        values = store.load_credentials(session=session, user_id=user_id, provider=provider)
+    """Make the provider's cheapest authenticated call and store the verdict in is_valid.
+    A keyless provider (local) is tested without credentials and stores no verdict."""
+    keyless = not adapter_class(provider)().capabilities().credential_fields
+    values: dict[str, Any] = {}
+    if not keyless:
+        with session_scope() as session:
+            values = store.load_credentials(session=session, user_id=user_id, provider=provider)
     adapter = get_adapter(provider)
     try:
         await adapter.test_connection(Credentials(values))
@@ -51,8 +57,11 @@ async def check_credentials(user_id: str, provider: str) -> bool:
         valid = False
     finally:
         await adapter.aclose()
-    with session_scope() as session:
-        store.set_validity(session=session, user_id=user_id, provider=provider, is_valid=valid)
+    if not keyless:
+        with session_scope() as session:
+            store.set_validity(
+                session=session, user_id=user_id, provider=provider, is_valid=valid
+            )
     return valid
 
 

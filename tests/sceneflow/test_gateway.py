@@ -240,11 +240,6 @@ async def test_connection_test_accepts_a_good_key_and_flags_a_rejected_one(
     assert "sceneflow creds set" in (missing.message or "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tasks.credentials.check_credentials loads stored credentials even for keyless "
-    "providers, so testing 'local' fails with 'No credentials'; remove this mark with the fix",
-)
 async def test_the_local_provider_needs_no_stored_credentials_to_test() -> None:
     response = await gateway.test_provider_connection(USER, "local")
     assert (response.success, response.data) == (True, True), response.message

@@ -22,13 +22,14 @@ from sceneflow.jobs import (
     is_retryable,
     load_job,
     log,
-    log_attempt,
     strip_signature,
 )
 from sceneflow.models import JobStatus, StandardVideoResult
 
 if TYPE_CHECKING:
     from adapters.base import Credentials, VideoAdapter
+
+PROGRESS_WRITE_SECONDS = 5.0
 
 
 async def wait_for_job(
@@ -57,7 +58,8 @@ async def wait_for_job(
     pid = job.provider_job_id
     if not pid:
         raise GenerationFailedError(f"job {job_id} was never submitted", provider=job.provider)
-    last: tuple[str, float] | None = None
+    last_status: str | None = None
+    last_write = 0.0
     while True:
         try:
             result: StandardVideoResult = await adapter.status(pid, credentials)
@@ -66,14 +68,10 @@ async def wait_for_job(
             if not is_retryable(e):
                 fail_job(job_id, JobStatus.FAILED, e, user_id)
             raise
-        if (result.status.value, result.progress) != last:
-            last = (result.status.value, result.progress)
-            log_attempt(
-                job_id,
-                "status",
-                detail=f"{result.status.value} {result.progress:.0f}%",
-                started=time.time(),
-            )
+        changed = result.status.value != last_status
+        # A status change is an attempt worth logging; progress alone is written now and then,
+        # since every write holds the event loop and (on SQLite) the database's write lock.
+        if changed or time.monotonic() - last_write >= PROGRESS_WRITE_SECONDS:
             with session_scope() as session:
                 store.update_job(
                     session=session,
@@ -84,7 +82,17 @@ async def wait_for_job(
                     cost=result.cost,
                     error=result.error_message,
                 )
-            logger.info("job %s: %s %.0f%%", job_id, result.status.value, result.progress)
+                if changed:
+                    store.record_attempt(
+                        session=session,
+                        job_id=job_id,
+                        operation="status",
+                        outcome="ok",
+                        detail=f"{result.status.value} {result.progress:.0f}%",
+                    )
+            if changed:
+                logger.info("job %s: %s %.0f%%", job_id, result.status.value, result.progress)
+            last_status, last_write = result.status.value, time.monotonic()
         if result.status == JobStatus.COMPLETED:
             return result
         if result.status in (JobStatus.FAILED, JobStatus.CANCELLED):

@@ -8,7 +8,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from sceneflow import jobs, store
+from sceneflow import jobs
 from sceneflow.db import session_scope
 from sceneflow.models import JobStatus
 

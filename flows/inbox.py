@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import fsspec
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_table_artifact
 from pydantic import BaseModel
 
 from flows.batch import generate_batch
-from sceneflow import inbox
+from sceneflow import inbox, storage
 from sceneflow.errors import SceneFlowError
 from sceneflow.models import Provider
 
@@ -32,11 +31,6 @@ class InboxFile(BaseModel):
 class InboxSummary(BaseModel):
     inbox_dir: str
     files: list[InboxFile]
-
-
-def _read_text(location: str) -> str:
-    with fsspec.open(location, "r", encoding="utf-8") as fh:
-        return str(fh.read())
 
 
 @flow(name="process-inbox", flow_run_name="process-inbox[{user_id}]")
@@ -124,7 +118,7 @@ async def _process(
         explanation = f"{claim.name} hit an unexpected error: {type(e).__name__}: {e}\n"
         inbox.file_claim(claim, "failed", {"error.txt": explanation})
         raise
-    attachments = {"results.csv": _read_text(summary.results_csv)}
+    attachments = {"results.csv": storage.read_text(summary.results_csv)}
     if summary.failures:
         attachments["error.txt"] = (
             f"{len(summary.failures)} of {summary.total} rows did not complete; details in "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import fsspec
 from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import acreate_table_artifact
 from prefect.client.schemas.objects import FlowRun
@@ -38,11 +37,6 @@ class ShardedSummary(BaseModel):
 def _absolute(location: str) -> str:
     """Children may run anywhere, so a local output folder is made absolute here."""
     return location if storage.is_remote(location) else str(Path(location).expanduser().resolve())
-
-
-def _read_text(location: str) -> str:
-    with fsspec.open(location, "r", encoding="utf-8") as fh:
-        return str(fh.read())
 
 
 @flow(name="generate-sharded-batch", flow_run_name="sharded-batch[{shards}]")
@@ -121,7 +115,7 @@ async def generate_sharded_batch(
         )
         results = f"{shard_output}/results.csv"
         if child.state is not None and child.state.is_completed() and storage.exists(results):
-            parts.append((shard, _read_text(results)))
+            parts.append((shard, storage.read_text(results)))
         else:
             last = shard.first_row + shard.rows - 1
             unfinished.append(f"shard {shard.index} (rows {shard.first_row}-{last}) {state}")

@@ -43,6 +43,14 @@ def exists(location: str) -> bool:
     return bool(fs.exists(path))
 
 
+def read_text(location: str) -> str:
+    """Read a small text file from a folder or any fsspec URL."""
+    if not is_remote(location):
+        return _local(location).read_text(encoding="utf-8")
+    with fsspec.open(location, "r", encoding="utf-8") as fh:
+        return str(fh.read())
+
+
 def write_text(location: str, text: str) -> str:
     """Write a small text file (results.csv) beside the videos."""
     if not is_remote(location):

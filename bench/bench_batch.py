@@ -117,11 +117,8 @@ def _emulator(latency: float) -> Iterator[str]:
 
 def _serve_emulator(latency: float) -> None:
     from tests.emulators import runway
-    from tests.emulators._base import sample_mp4, serve
+    from tests.emulators._base import serve
 
-    # The stock clip lasts 1 s; the pipeline refuses it for the 5 s the rows ask for.
-    clip = sample_mp4(seconds=5.0)
-    runway.sample_mp4 = lambda: clip  # type: ignore[assignment]
     with serve(runway.RunwayEmulator(latency=latency).app) as url:
         print(url, flush=True)
         sys.stdin.read()  # until the parent closes the pipe or ends

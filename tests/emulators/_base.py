@@ -83,7 +83,9 @@ class Emulator:
                     return queue.pop(0)
         return None
 
-    def new_job(self, body: dict[str, Any], *, fail: bool = False, job_id: str | None = None) -> Job:
+    def new_job(
+        self, body: dict[str, Any], *, fail: bool = False, job_id: str | None = None
+    ) -> Job:
         with self.lock:
             self.submissions += 1
             job = Job(id=job_id or str(uuid.uuid4()), body=body, fail=fail)
@@ -152,9 +154,26 @@ class Emulator:
         ]
 
 
-@functools.lru_cache(maxsize=4)
+def requested_seconds(value: Any, default: float) -> float:
+    """The length a duration field asks for, written as 5, 5.0, "5" or "5s"; `default` when
+    the field is absent or unreadable (an emulator that validates late still finishes jobs)."""
+    if isinstance(value, str):
+        value = value.strip().removesuffix("s")
+    if isinstance(value, bool) or value is None:
+        return default
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return default
+    return seconds if seconds > 0 else default
+
+
+# Sized for every length the emulators serve at once (4-10 s and the odd Wan frame count), so
+# a run encodes each clip once.
+@functools.lru_cache(maxsize=16)
 def sample_mp4(seconds: float = 1.0, width: int = 64, height: int = 64, fps: int = 8) -> bytes:
-    """A real, tiny H.264 MP4 so downloads can be verified like a provider's output."""
+    """A real, tiny H.264 MP4 so downloads can be verified like a provider's output. Emulators
+    serve it at the length the job asked for, as providers do."""
     import av
     import numpy as np
 

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.emulators._base import Emulator, Job, sample_mp4
+from tests.emulators._base import Emulator, Job, requested_seconds, sample_mp4
 
 API_KEY = "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b:7e6d5c4b3a29180f7e6d5c4b3a29180f"
 
@@ -100,6 +100,18 @@ def check_input(endpoint: str, body: Any) -> list[dict[str, Any]]:
                     _problem(name, f"Input should be between {rule[0]} and {rule[1]}", "range")
                 )
     return problems
+
+
+def clip(job: Job) -> bytes:
+    """The video a job asked for: `duration` ("5", "8s") or Wan's num_frames/frames_per_second,
+    else each model's documented default (Kling 5 s, Veo 3 8 s, Wan 81 frames at 16 fps)."""
+    endpoint = job.extra["endpoint"]
+    if "num_frames" in SCHEMAS[endpoint]:
+        frames = requested_seconds(job.body.get("num_frames"), 81)
+        seconds = frames / requested_seconds(job.body.get("frames_per_second"), 16)
+    else:
+        seconds = requested_seconds(job.body.get("duration"), 8 if "veo" in endpoint else 5)
+    return sample_mp4(seconds=seconds)
 
 
 def _app_of(endpoint: str) -> str:
@@ -294,7 +306,7 @@ class FalEmulator(Emulator):
             "url": url,
             "content_type": "video/mp4",
             "file_name": "output.mp4",
-            "file_size": len(sample_mp4()),
+            "file_size": len(clip(job)),
         }
         body: dict[str, Any] = {"video": video}
         if "seed" in SCHEMAS[job.extra["endpoint"]]:
@@ -323,4 +335,4 @@ class FalEmulator(Emulator):
             return response
         if request.path_params["rid"] not in self.jobs:
             return JSONResponse({"detail": "Not Found"}, 404)
-        return Response(sample_mp4(), media_type="video/mp4")
+        return Response(clip(self.jobs[request.path_params["rid"]]), media_type="video/mp4")

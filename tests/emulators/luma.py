@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.emulators._base import Emulator, Fault, Job, sample_mp4
+from tests.emulators._base import Emulator, Fault, Job, requested_seconds, sample_mp4
 
 PREFIX = "/dream-machine/v1"
 API_KEY = "luma-test-key-0123456789"
@@ -215,4 +215,6 @@ class LumaEmulator(Emulator):
         job = self.jobs.get(request.path_params["id"])
         if job is None or self.phase(job)[0] != "succeeded":
             return Response("<Error><Code>NoSuchKey</Code></Error>", 404)
-        return Response(sample_mp4(), media_type="video/mp4")
+        # Luma renders 5 s when the body names no duration.
+        seconds = requested_seconds(job.body.get("duration"), 5)
+        return Response(sample_mp4(seconds=seconds), media_type="video/mp4")

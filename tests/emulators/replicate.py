@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.emulators._base import Emulator, Job, sample_mp4
+from tests.emulators._base import Emulator, Job, requested_seconds, sample_mp4
 
 TOKEN = "r8_emulator_token_0123456789abcdef"
 MODERATION_ERROR = (
@@ -48,6 +48,7 @@ class Schema:
     types: dict[str, type | tuple[type, ...]]
     enums: dict[str, list[Any]] = field(default_factory=dict)
     strict: bool = True
+    seconds: float = 5  # the video's length when the input names no duration
 
 
 _STR, _INT, _BOOL = str, int, bool
@@ -79,6 +80,7 @@ SCHEMAS: dict[str, Schema] = {
             "reference_images": list,
         },
         {"aspect_ratio": ["16:9", "9:16"], "duration": [4, 6, 8], "resolution": ["720p", "1080p"]},
+        seconds=8,
     ),
     "minimax/hailuo-02": Schema(
         {"prompt"},
@@ -91,6 +93,7 @@ SCHEMAS: dict[str, Schema] = {
             "prompt_optimizer": _BOOL,
         },
         {"duration": [6, 10], "resolution": ["512p", "768p", "1080p"]},
+        seconds=6,
     ),
     # A model outside the adapter's table, for the "unknown owner/name" path.
     "lightricks/ltx-video": Schema({"prompt"}, {"prompt": _STR}, strict=False),
@@ -318,7 +321,9 @@ def create_app(emu: Emulator | None = None, *, token: str = TOKEN) -> Starlette:
         job = find(request)
         if job is None or job.extra.get("data_removed") or emu.phase(job)[0] != "succeeded":
             return problem(404, "Not found", "The requested resource could not be found.")
-        return Response(sample_mp4(), media_type="video/mp4")
+        default = SCHEMAS[job.extra["model"]].seconds
+        seconds = requested_seconds(job.body["input"].get("duration"), default)
+        return Response(sample_mp4(seconds=seconds), media_type="video/mp4")
 
     app = Starlette(
         routes=[

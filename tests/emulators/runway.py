@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.emulators._base import Emulator, Job, sample_mp4
+from tests.emulators._base import Emulator, Job, requested_seconds, sample_mp4
 
 API_KEY = "key_" + "0123456789abcdef" * 8
 VERSION = "2024-11-06"
@@ -56,6 +56,11 @@ MODERATED = ("The prompt text did not pass content moderation.", "SAFETY.INPUT.T
 
 def _error(message: str, status: int, **headers: str) -> JSONResponse:
     return JSONResponse({"error": message}, status, headers=headers or None)
+
+
+def _seconds(body: dict[str, Any]) -> int:
+    """The length Runway renders: `duration`, else 8 s for Veo models and 5 s for Gen-4."""
+    return int(requested_seconds(body.get("duration"), 8 if body["model"].startswith("veo") else 5))
 
 
 def _utf16_len(text: str) -> int:
@@ -172,13 +177,12 @@ class RunwayEmulator(Emulator):
         if problem:
             return _error(problem, 400)
         spec = MODELS[endpoint][body["model"]]
-        duration = body.get("duration") or (8 if body["model"].startswith("veo") else 5)
         with self.lock:
             active = sum(1 for j in self.jobs.values() if self._status(j) in ("PENDING", "RUNNING"))
         job = self.new_job(body, fail=failing is not None)
         job.extra.update(
             created_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            credits=spec[4] * duration,
+            credits=spec[4] * _seconds(body),
             failure=MODERATED if failing == "moderation" else FAILURE,
             throttled=self.max_concurrent is not None and active >= self.max_concurrent,
         )
@@ -276,4 +280,5 @@ class RunwayEmulator(Emulator):
                 403,
                 media_type="text/xml",
             )
-        return Response(sample_mp4(), media_type="video/mp4")
+        job = self.jobs[job_id]  # only jobs get signed URLs
+        return Response(sample_mp4(seconds=_seconds(job.body)), media_type="video/mp4")

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.emulators._base import Emulator, Job, sample_mp4
+from tests.emulators._base import Emulator, Job, requested_seconds, sample_mp4
 
 PUBLIC_HOST = "https://generativelanguage.googleapis.com"
 RAI_MESSAGE = (
@@ -133,6 +133,12 @@ def check_parameters(
     if resolution is not None and resolution not in limits[model]["resolutions"]:
         return f"`resolution` {resolution} isn't supported by this model."
     return None
+
+
+def clip(body: dict[str, Any]) -> bytes:
+    """The video a predictLongRunning body asks for; Veo makes 8 s without `durationSeconds`."""
+    seconds = requested_seconds(body.get("parameters", {}).get("durationSeconds"), 8)
+    return sample_mp4(seconds=seconds)
 
 
 class VeoEmulator(Emulator):
@@ -247,10 +253,7 @@ class VeoEmulator(Emulator):
         file_id, _, method = request.path_params["target"].partition(":")
         if fault := await google_fault(self, "download"):
             return fault
-        if (
-            method != "download"
-            or request.query_params.get("alt") != "media"
-            or file_id not in self.files.values()
-        ):
+        job_id = next((j for j, f in self.files.items() if f == file_id), None)
+        if method != "download" or request.query_params.get("alt") != "media" or job_id is None:
             return google_error(404, f"File {file_id} not found.", "NOT_FOUND")
-        return Response(sample_mp4(), media_type="video/mp4")
+        return Response(clip(self.jobs[job_id].body), media_type="video/mp4")

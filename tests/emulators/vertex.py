@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.emulators._base import Emulator, Job, sample_mp4
+from tests.emulators._base import Emulator, Job
 from tests.emulators.veo import (
     PARAMETERS,
     RAI_MESSAGE,
@@ -30,6 +30,7 @@ from tests.emulators.veo import (
     Recorded,
     check_instances,
     check_parameters,
+    clip,
     google_error,
     google_fault,
     record,
@@ -183,6 +184,6 @@ class VertexEmulator(Emulator):
         if job.extra.get("rai"):
             response |= {"raiMediaFilteredCount": 1, "raiMediaFilteredReasons": [RAI_REASON]}
         else:
-            encoded = base64.b64encode(sample_mp4()).decode()
+            encoded = base64.b64encode(clip(job.body)).decode()
             response["videos"] = [{"bytesBase64Encoded": encoded, "mimeType": "video/mp4"}]
         return {"name": name, "done": True, "response": response}

@@ -37,10 +37,6 @@ KEYS = {
     "fal": "mixcanaryid42:mixcanarysecret9d8c7b6a",
 }
 SA_EMAIL = "mixer@sf-proj.iam.gserviceaccount.com"
-# The emulators serve one canned clip; 5 s is within the pipeline's 50% check of every
-# duration asked for below (4 to 6 s).
-CLIP_SECONDS = 5.0
-
 CSV = """id,provider,model,prompt,aspect_ratio,motion_intensity,duration,resolution,fps
 rw-1,runway,gen4.5,A lighthouse in a storm,16:9,5,5,720p,
 veo-1,veo,,A hummingbird at dawn,16:9,4,4,720p,
@@ -99,9 +95,6 @@ def _count_signed(emu: runway.RunwayEmulator, seen: list[str]) -> None:
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
     """Every emulator on its own port, each adapter pointed at it, polling sped up."""
-    clip = _base.sample_mp4(seconds=CLIP_SECONDS)
-    for module in (runway, veo, vertex, luma, replicate, fal):
-        monkeypatch.setattr(module, "sample_mp4", lambda *a, **k: clip)
     # Providers ask to be polled every 2-10 s; the emulators finish in 0.2 s.
     classes = {key: adapters.adapter_class(key) for key in adapters.known()}
     originals = {cls: cls.capabilities for cls in classes.values()}

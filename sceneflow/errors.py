@@ -96,7 +96,11 @@ class AuthError(ProviderError):
 
 class RateLimitedError(ProviderError):
     def __init__(
-        self, message: str, *, provider: str, retry_after: float | None = None,
+        self,
+        message: str,
+        *,
+        provider: str,
+        retry_after: float | None = None,
         status_code: int | None = 429,
     ) -> None:
         self.retry_after = retry_after

@@ -162,9 +162,7 @@ def format_validation_error(exc: ValidationError) -> list[str]:
         if err["type"] == "literal_error":
             msg = f"must be one of {err['ctx']['expected']}"
         elif err["type"] == "extra_forbidden":
-            msg = "is not a known field; allowed: " + ", ".join(
-                StandardVideoRequest.model_fields
-            )
+            msg = "is not a known field; allowed: " + ", ".join(StandardVideoRequest.model_fields)
         elif field in _ALLOWED and err["type"] not in ("missing", "frozen_instance", "value_error"):
             msg = f"{msg}; allowed: {_ALLOWED[field]}"
         lines.append(f"{field}: {msg}")

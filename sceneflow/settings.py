@@ -49,7 +49,7 @@ class Settings(BaseSettings):
             # Hosted platforms hand out postgres:// URLs; SQLAlchemy wants a driver name.
             for prefix in ("postgres://", "postgresql://"):
                 if url.startswith(prefix):
-                    return "postgresql+psycopg://" + url[len(prefix):]
+                    return "postgresql+psycopg://" + url[len(prefix) :]
             return url
         if self.db_host:
             user = quote_plus(self.db_username or "")

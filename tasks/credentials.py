@@ -59,9 +59,7 @@ async def check_credentials(user_id: str, provider: str) -> bool:
         await adapter.aclose()
     if not keyless:
         with session_scope() as session:
-            store.set_validity(
-                session=session, user_id=user_id, provider=provider, is_valid=valid
-            )
+            store.set_validity(session=session, user_id=user_id, provider=provider, is_valid=valid)
     return valid
 
 

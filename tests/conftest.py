@@ -45,7 +45,9 @@ def _postgres_url() -> str:
     if POSTGRES_URL:
         return POSTGRES_URL
     if os.environ.get("CI") == "true":
-        pytest.fail("CI=true but SCENEFLOW_TEST_POSTGRES_URL is not set: .ci/run must start PostgreSQL")
+        pytest.fail(
+            "CI=true but SCENEFLOW_TEST_POSTGRES_URL is not set: .ci/run must start PostgreSQL"
+        )
     pytest.skip("no PostgreSQL: set SCENEFLOW_TEST_POSTGRES_URL to run the PostgreSQL variant")
 
 

@@ -47,9 +47,14 @@ class ScriptedAdapter:
     def capabilities(self) -> Capabilities:
         every = {f: FieldMapping(support="native") for f in StandardVideoRequest.model_fields}
         return Capabilities(
-            provider=self.key, default_model="fake-1", credential_fields=["api_key"],
+            provider=self.key,
+            default_model="fake-1",
+            credential_fields=["api_key"],
             models={"fake-1": ModelCapabilities(fields=every, aspect_ratios=["16:9", "9:16"])},
-            can_cancel=True, connection_test="none", poll_interval=0.05, max_poll_interval=0.1,
+            can_cancel=True,
+            connection_test="none",
+            poll_interval=0.05,
+            max_poll_interval=0.1,
             deadline=30,
         )
 
@@ -60,15 +65,15 @@ class ScriptedAdapter:
         key = credentials.require("api_key", provider=self.key)
         self.script.credentials_seen.append(key)
         if self.script.auth_fails or key != SECRET:
-            raise AuthError("runway answered HTTP 401: bad key", provider=self.key,
-                            status_code=401)
+            raise AuthError("runway answered HTTP 401: bad key", provider=self.key, status_code=401)
 
     async def submit(self, request: StandardVideoRequest, credentials: Credentials) -> str:
         self._check(credentials)
         if self.script.transient_submit_failures:
             self.script.transient_submit_failures -= 1
-            raise TransientError("runway answered HTTP 503: busy", provider=self.key,
-                                 status_code=503)
+            raise TransientError(
+                "runway answered HTTP 503: busy", provider=self.key, status_code=503
+            )
         job_id = f"fake-{next(self._ids)}"
         self.script.submits.append(job_id)
         return job_id
@@ -83,19 +88,24 @@ class ScriptedAdapter:
             return StandardVideoResult(status=JobStatus.CANCELLED, provider_job_id=job_id)
         polls = self.polls[job_id] = self.polls.get(job_id, 0) + 1
         if self.script.never_finishes or polls < self.script.polls_to_finish:
-            return StandardVideoResult(status=JobStatus.PROCESSING, provider_job_id=job_id,
-                                       progress=50)
+            return StandardVideoResult(
+                status=JobStatus.PROCESSING, provider_job_id=job_id, progress=50
+            )
         return StandardVideoResult(
-            status=JobStatus.COMPLETED, provider_job_id=job_id, progress=100,
-            video_url=f"https://cdn.example/{job_id}.mp4?sig=SIGNED-SECRET", cost=5,
+            status=JobStatus.COMPLETED,
+            provider_job_id=job_id,
+            progress=100,
+            video_url=f"https://cdn.example/{job_id}.mp4?sig=SIGNED-SECRET",
+            cost=5,
         )
 
     async def cancel(self, job_id: str, credentials: Credentials) -> None:
         self._check(credentials)
         self.script.cancels.append(job_id)
 
-    async def download(self, result: StandardVideoResult, credentials: Credentials,
-                       destination: Path) -> Path:
+    async def download(
+        self, result: StandardVideoResult, credentials: Credentials, destination: Path
+    ) -> Path:
         self._check(credentials)
         destination.parent.mkdir(parents=True, exist_ok=True)
         destination.write_bytes(sample_mp4(seconds=5.0))

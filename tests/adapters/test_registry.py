@@ -16,8 +16,9 @@ ADAPTER_DIR = Path(adapters.__file__).parent
 
 def test_every_adapter_module_is_registered():
     modules = {p.stem for p in ADAPTER_DIR.glob("*.py") if not p.stem.startswith("_")} - {"base"}
-    registered = {target.split(":")[0].removeprefix("adapters.")
-                  for target in adapters.REGISTRY.values()}
+    registered = {
+        target.split(":")[0].removeprefix("adapters.") for target in adapters.REGISTRY.values()
+    }
     assert modules == registered
 
 

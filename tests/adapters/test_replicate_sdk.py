@@ -138,7 +138,7 @@ async def test_get_and_cancel_match_the_sdk_and_parse_as_sdk_predictions(
     assert seen == {"starting", "processing"}
     ours = await adapter.status(created.id, CREDS)
     assert by_sdk.output == ours.video_url and by_sdk.metrics and by_sdk.completed_at
-    assert await FileOutput(by_sdk.output, sdk).aread() == sample_mp4()
+    assert await FileOutput(by_sdk.output, sdk).aread() == sample_mp4(seconds=6)
 
     job = await sdk.models.predictions.async_create(
         model="minimax/hailuo-02", input={"prompt": "waves"}

@@ -109,7 +109,7 @@ async def test_poll_and_download_match_and_parse(
     assert operation.done and operation.response and operation.response.generated_videos
     video = operation.response.generated_videos[0].video
     assert video is not None
-    assert client.files.download(file=video) == sample_mp4()
+    assert client.files.download(file=video) == sample_mp4(seconds=8)
     sdk_poll, sdk_download = emu.recorded[-2:]
 
     async with VeoAdapter(base_url=base_url) as adapter:
@@ -118,7 +118,7 @@ async def test_poll_and_download_match_and_parse(
         await adapter.download(result, CREDS, tmp_path / "v.mp4")
     assert wire(emu.recorded[-2]) == wire(sdk_poll)
     assert wire(emu.recorded[-1]) == wire(sdk_download)
-    assert (tmp_path / "v.mp4").read_bytes() == sample_mp4()
+    assert (tmp_path / "v.mp4").read_bytes() == sample_mp4(seconds=8)
 
 
 def test_sdk_parses_rai_filtering_and_failures(served: tuple[VeoEmulator, str]) -> None:

@@ -191,7 +191,7 @@ async def test_lifecycle_and_inline_download(
         assert done.provider_details == {"samples": 1}
         out = await adapter.download(done, c, tmp_path / "v" / "out.mp4")
         assert await adapter.cancel(job_id, c) is None
-    assert out.read_bytes() == sample_mp4()
+    assert out.read_bytes() == sample_mp4(seconds=8)
     with av.open(str(out)) as container:
         assert container.streams.video[0].codec_context.name == "h264"
     # submit, two polls, the download's fetch; cancel sent nothing.

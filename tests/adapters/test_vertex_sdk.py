@@ -88,14 +88,14 @@ async def test_poll_matches_and_the_sdk_reads_the_video(
     operation = client.operations.get(operation)
     assert operation.done and operation.response and operation.response.generated_videos
     video = operation.response.generated_videos[0].video
-    assert video is not None and video.video_bytes == sample_mp4()
+    assert video is not None and video.video_bytes == sample_mp4(seconds=5)
     assert video.mime_type == "video/mp4"
     assert operation.name is not None
     async with VertexVeoAdapter(base_url=base_url) as adapter:
         result = await adapter.status(operation.name, creds(base_url))
         await adapter.download(result, creds(base_url), tmp_path / "v.mp4")
     assert wire(emu, emu.recorded[-2]) == wire(emu, emu.recorded[1])
-    assert (tmp_path / "v.mp4").read_bytes() == sample_mp4()
+    assert (tmp_path / "v.mp4").read_bytes() == sample_mp4(seconds=5)
 
 
 def test_sdk_parses_rai_filtering_and_failures(served: tuple[VertexEmulator, str]) -> None:

@@ -27,9 +27,21 @@ def _batch(home: Path, source: Path, out: Path, log: Path) -> subprocess.Popen[b
     env.pop("DATABASE_URL", None)
     (home / "prefect").mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        [str(Path(sys.executable).parent / "sceneflow"), "batch", str(source), "--user", "crash",
-         "--output", str(out), "--max-concurrency", "1"],
-        env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(Path(sys.executable).parent / "sceneflow"),
+            "batch",
+            str(source),
+            "--user",
+            "crash",
+            "--output",
+            str(out),
+            "--max-concurrency",
+            "1",
+        ],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
@@ -38,8 +50,7 @@ def _jobs() -> list[store.GenerationJob]:
         return list(session.exec(select(store.GenerationJob)))
 
 
-def test_sigkill_mid_batch_then_rerun_completes_every_row_once(tmp_path: Path,
-                                                               sceneflow_env: Path):
+def test_sigkill_mid_batch_then_rerun_completes_every_row_once(tmp_path: Path, sceneflow_env: Path):
     source = tmp_path / "prompts.csv"
     source.write_text(CSV)
     out, log = tmp_path / "out", tmp_path / "batch.log"
@@ -65,8 +76,11 @@ def test_sigkill_mid_batch_then_rerun_completes_every_row_once(tmp_path: Path,
     jobs = _jobs()
     assert len(jobs) == ROWS and all(j.status == JobStatus.COMPLETED for j in jobs)
     with session_scope() as session:
-        submits = [a for a in session.exec(select(store.GenerationAttempt))
-                   if a.operation == "submit" and a.outcome == "ok"]
+        submits = [
+            a
+            for a in session.exec(select(store.GenerationAttempt))
+            if a.operation == "submit" and a.outcome == "ok"
+        ]
     assert len(submits) == ROWS  # nobody paid twice
     assert len(list((sceneflow_env / "local" / "jobs").iterdir())) == ROWS
     for job in jobs:

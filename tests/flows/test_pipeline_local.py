@@ -35,9 +35,15 @@ def submits() -> int:
 
 
 async def test_one_video_has_the_duration_size_and_fps_it_asked_for(tmp_path: Path):
-    request = StandardVideoRequest(prompt="Orange sunset over calm water", aspect_ratio="16:9",
-                                   motion_intensity=6, duration=2, resolution="320x180", fps=15,
-                                   seed=4)
+    request = StandardVideoRequest(
+        prompt="Orange sunset over calm water",
+        aspect_ratio="16:9",
+        motion_intensity=6,
+        duration=2,
+        resolution="320x180",
+        fps=15,
+        seed=4,
+    )
     result = await generate_video("u1", "local", request, output_dir=str(tmp_path))
     assert result.status == JobStatus.COMPLETED
     info = probe_video(Path(result.output_path))
@@ -88,10 +94,14 @@ async def test_a_failed_row_is_retried_on_rerun_and_others_are_not(tmp_path: Pat
     out = str(tmp_path / "out")
     await generate_batch(str(source), "u1", output_dir=out)
     with session_scope() as session:
-        job = next(j for j in store.jobs_for_batch(session=session, batch_id=_batch(session))
-                   if j.row_number == 2)
-        store.update_job(session=session, job_id=job.id, status=JobStatus.FAILED.value,
-                         error="boom")
+        job = next(
+            j
+            for j in store.jobs_for_batch(session=session, batch_id=_batch(session))
+            if j.row_number == 2
+        )
+        store.update_job(
+            session=session, job_id=job.id, status=JobStatus.FAILED.value, error="boom"
+        )
     again = await generate_batch(str(source), "u1", output_dir=out)
     assert again.completed == 3 and submits() == 4
 

@@ -26,8 +26,9 @@ def fake_runway(monkeypatch: pytest.MonkeyPatch, sceneflow_env: Path) -> type[Sc
     monkeypatch.setitem(adapters.REGISTRY, "runway", "tests.fakes:ScriptedAdapter")
     ScriptedAdapter.reset()
     with session_scope() as session:
-        store.put_credentials(session=session, user_id="alice", provider="runway",
-                              credentials={"api_key": SECRET})
+        store.put_credentials(
+            session=session, user_id="alice", provider="runway", credentials={"api_key": SECRET}
+        )
     return ScriptedAdapter
 
 
@@ -65,8 +66,9 @@ async def test_a_401_is_not_retried_and_marks_the_credentials_invalid(fake_runwa
 async def test_a_job_that_never_finishes_times_out_and_is_cancelled(fake_runway, tmp_path):
     script = fake_runway.reset(never_finishes=True)
     with pytest.raises(GenerationTimeoutError, match="did not finish before its deadline") as e:
-        await generate_video("alice", "runway", REQUEST, output_dir=str(tmp_path),
-                             deadline_seconds=0.5)
+        await generate_video(
+            "alice", "runway", REQUEST, output_dir=str(tmp_path), deadline_seconds=0.5
+        )
     assert script.cancels == script.submits and len(script.submits) == 1
     assert "sceneflow status" in str(e.value)
     with session_scope() as session:
@@ -79,16 +81,18 @@ def _files_under(*roots: Path) -> list[Path]:
     return [p for root in roots if root.exists() for p in root.rglob("*") if p.is_file()]
 
 
-async def test_no_run_leaves_a_credential_or_signed_url_on_disk(fake_runway, tmp_path,
-                                                                sceneflow_env):
+async def test_no_run_leaves_a_credential_or_signed_url_on_disk(
+    fake_runway, tmp_path, sceneflow_env
+):
     fake_runway.reset(transient_status_failures=1)
     result = await generate_video("alice", "runway", REQUEST, output_dir=str(tmp_path / "out"))
     assert result.status == JobStatus.COMPLETED
     # A failing run too: its exception and logs go to the Prefect database.
     fake_runway.reset(auth_fails=True)
     with pytest.raises(AuthError):
-        await generate_video("alice", "runway", REQUEST, output_dir=str(tmp_path / "out"),
-                             force=True)
+        await generate_video(
+            "alice", "runway", REQUEST, output_dir=str(tmp_path / "out"), force=True
+        )
 
     from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
 

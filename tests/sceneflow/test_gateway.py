@@ -21,7 +21,7 @@ from sceneflow.media import verify_video
 from sceneflow.models import TERMINAL_STATUSES, JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.settings import get_settings
 from tests.emulators import runway as runway_emulator
-from tests.emulators._base import sample_mp4, serve
+from tests.emulators._base import serve
 
 USER = "gwuser"
 KEY = "key_" + "6a7e3c1d" * 16
@@ -66,8 +66,6 @@ def validity(provider: str) -> bool | None:
 @pytest.fixture
 def runway(monkeypatch: pytest.MonkeyPatch) -> Iterator[runway_emulator.RunwayEmulator]:
     """Runway's emulator on a real port, the adapter pointed at it, the key stored."""
-    clip = sample_mp4(seconds=5.0)  # the length asked for, so the download check passes
-    monkeypatch.setattr(runway_emulator, "sample_mp4", lambda *a, **k: clip)
     original = RunwayAdapter.capabilities
     # Runway asks for polls 5 s apart; the emulator finishes in 0.3 s.
     monkeypatch.setattr(

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,21 +98,29 @@ class Served:
         pytest.fail(f"flow run {flow_run_id} did not finish in {timeout} s\n{self.logs()}")
 
 
-def _stop(env: dict[str, str], pids: list[int]) -> None:
-    subprocess.run(["bash", "deployments/serve.sh", "stop"], cwd=REPO, env=env, check=True)
-    deadline = time.monotonic() + 30
-    for pid in pids:  # serve.sh started each as a process group leader
-        while time.monotonic() < deadline:
-            try:
+def _end(groups: list[int], sig: signal.Signals | None, timeout: float) -> None:
+    """Signal each process group (serve.sh made each process a group leader) and wait for it
+    to be gone; SIGKILL what outlives the timeout."""
+    deadline = time.monotonic() + timeout
+    for pid in groups:
+        try:
+            if sig is not None:
+                os.killpg(pid, sig)
+            while time.monotonic() < deadline:
                 os.killpg(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.2)
-        else:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+                time.sleep(0.2)
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+
+
+def _stop(env: dict[str, str], pids: list[int]) -> None:
+    # Prefect 3.9's worker answers SIGTERM by sending SIGINT to itself and then often hangs for
+    # more than 30 s (more surely still once its server is gone), so it gets a short grace
+    # period before SIGKILL; it holds nothing by then, as every run under test has finished.
+    _end(pids[1:], signal.SIGTERM, timeout=5)
+    subprocess.run(["bash", "deployments/serve.sh", "stop"], cwd=REPO, env=env, check=True)
+    _end(pids[:1], None, timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -162,28 +169,24 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 @pytest.fixture
 def page(served: Served, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A fresh headless Chromium page. When the test fails, its screenshot, HTML and the server
+    and worker logs are kept (pytest counts the failure before it runs this teardown)."""
     SHOTS.mkdir(exist_ok=True)
+    failed_before = request.session.testsfailed
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             pg = browser.new_page(viewport={"width": 1400, "height": 1300})
             pg.set_default_timeout(60_000)
-            with _evidence_on_failure(pg, served, request.node.name):
-                yield pg
+            yield pg
+            if request.session.testsfailed > failed_before:
+                name = request.node.name
+                shot, html = SHOTS / f"failed-{name}.png", SHOTS / f"failed-{name}.html"
+                pg.screenshot(path=str(shot))
+                html.write_text(pg.content())
+                print(f"\nfailed on {pg.url}: screenshot {shot}, html {html}\n{served.logs()}")
         finally:
             browser.close()
-
-
-@contextmanager
-def _evidence_on_failure(pg: Page, served: Served, name: str) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        shot, html = SHOTS / f"failed-{name}.png", SHOTS / f"failed-{name}.html"
-        pg.screenshot(path=str(shot), full_page=True)
-        html.write_text(pg.content())
-        print(f"page {pg.url}: screenshot {shot}, html {html}\n{served.logs()}")
-        raise
 
 
 def _open_custom_run(pg: Page, served: Served, deployment: str) -> None:

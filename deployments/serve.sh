@@ -33,11 +33,13 @@ mkdir -p "$RUN_DIR"
 
 stop() {
   [[ -f "$PIDS" ]] || return 0
-  while read -r pid; do
-    # Each process was started as its own process group leader (setsid), so the group
-    # takes its children (uvicorn, flow runs) with it.
-    kill -TERM -- "-$pid" 2>/dev/null || true
-  done <"$PIDS"
+  # Each process was started as its own process group leader (setsid), so the group takes its
+  # children (uvicorn, flow runs) with it. Workers go first with a short grace period: a
+  # Prefect 3.9 worker often hangs on SIGTERM, and then the server.
+  tail -n +2 "$PIDS" | while read -r pid; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  sleep 5
+  tail -n +2 "$PIDS" | while read -r pid; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+  kill -TERM -- "-$(head -n 1 "$PIDS")" 2>/dev/null || true
   rm -f "$PIDS"
 }
 

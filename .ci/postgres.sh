@@ -2,6 +2,8 @@
 # Install (from Debian's packages) and start PostgreSQL on 127.0.0.1:5432, then print the URL
 # the tests use. Safe to run again.
 set -euo pipefail
+# Only the URL goes to stdout (the caller captures it); everything else goes to stderr.
+exec 3>&1 1>&2
 if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
@@ -17,4 +19,4 @@ for _ in $(seq 1 60); do
 done
 pg_isready -h 127.0.0.1 -p 5432 -q
 su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
-echo "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres"
+echo "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres" >&3

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,19 +20,14 @@ import pandas as pd
 import pytest
 
 from tests.conftest import TEST_KEY
+from tests.deployments._prefect import tail_logs, wait_for_flow_run
+from tests.emulators._base import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 HEADER = "id,prompt,resolution,duration,fps,aspect_ratio,motion_intensity\n"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -66,11 +60,7 @@ class Stack:
         return done.stdout
 
     def dump(self) -> str:
-        parts = []
-        for name, log in self.logs.items():
-            lines = log.read_text(errors="replace").splitlines()[-60:]
-            parts.append(f"----- {name} ({log}) -----\n" + "\n".join(lines))
-        return "\n".join(parts)
+        return tail_logs(self.logs.values())
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -84,18 +74,14 @@ class Stack:
                 proc.wait()
 
     def wait_for(self, flow_run_id: str, timeout: float = 240) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            run = httpx.get(f"{self.api}/flow_runs/{flow_run_id}", timeout=10).json()
-            if run["state"] and run["state"]["type"] in FINAL:
-                if run["state"]["type"] != "COMPLETED":
-                    pytest.fail(f"flow run ended {run['state']}\n{self.dump()}")
-                return dict(run)
+        def processes_alive() -> None:
             for name, proc in self.procs.items():
                 if proc.poll() is not None:
                     pytest.fail(f"{name} exited with {proc.returncode}\n{self.dump()}")
-            time.sleep(1)
-        pytest.fail(f"flow run {flow_run_id} did not finish in {timeout} s\n{self.dump()}")
+
+        return wait_for_flow_run(
+            self.api, flow_run_id, logs=self.dump, timeout=timeout, check=processes_alive
+        )
 
     def deployment_run(self, name: str, **params: str | int) -> str:
         args = [str(BIN / "prefect"), "deployment", "run", name]
@@ -119,7 +105,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("e2e")
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SCENEFLOW_"))}
     env.update(

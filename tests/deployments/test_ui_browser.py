@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pandas as pd
 import pytest
 
 from flows.batch import batch_id_for
 from sceneflow.models import Provider
 from tests.conftest import TEST_KEY
+from tests.deployments._prefect import tail_logs, wait_for_flow_run
+from tests.emulators._base import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -45,7 +45,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 TINY_CSV = (
     "id,prompt,resolution,duration,fps,aspect_ratio,motion_intensity\n"
     "kite,A red kite over a green hill,160x90,1,12,16:9,3\n"
@@ -67,12 +66,6 @@ except ImportError:
     _missing("the playwright package is missing: `pip install -e '.[dev]'` installs it")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Served:
     root: Path
@@ -80,22 +73,10 @@ class Served:
     api: str
 
     def logs(self) -> str:
-        parts = []
-        for log in sorted((self.root / "prefect" / "serve").glob("*.log")):
-            lines = log.read_text(errors="replace").splitlines()[-60:]
-            parts.append(f"----- {log} -----\n" + "\n".join(lines))
-        return "\n".join(parts)
+        return tail_logs(sorted((self.root / "prefect" / "serve").glob("*.log")))
 
     def wait_for(self, flow_run_id: str, timeout: float = 240) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            run = httpx.get(f"{self.api}/flow_runs/{flow_run_id}", timeout=10).json()
-            if run["state"] and run["state"]["type"] in FINAL:
-                if run["state"]["type"] != "COMPLETED":
-                    pytest.fail(f"flow run ended {run['state']}\n{self.logs()}")
-                return dict(run)
-            time.sleep(1)
-        pytest.fail(f"flow run {flow_run_id} did not finish in {timeout} s\n{self.logs()}")
+        return wait_for_flow_run(self.api, flow_run_id, logs=self.logs, timeout=timeout)
 
 
 def _end(groups: list[int], sig: signal.Signals | None, timeout: float) -> None:
@@ -127,7 +108,7 @@ def _stop(env: dict[str, str], pids: list[int]) -> None:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """`deployments/serve.sh` detached: server with its UI, the deployments, one worker."""
     root = tmp_path_factory.mktemp("ui")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SCENEFLOW_"))}
     env.update(
         SCENEFLOW_PREFECT_PORT=str(port),

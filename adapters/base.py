@@ -103,6 +103,13 @@ class Credentials:
     def fields(self) -> list[str]:
         return sorted(self._values)
 
+    def redact(self, text: str) -> str:
+        """`text` with every secret value replaced: some providers echo the key they refused."""
+        for secret in _string_leaves(self._values):
+            if len(secret) >= 8:
+                text = text.replace(secret, "[redacted]")
+        return text
+
     def __repr__(self) -> str:
         return f"Credentials(fields={self.fields()})"
 
@@ -110,6 +117,16 @@ class Credentials:
 
     def __reduce__(self) -> Any:
         raise TypeError("Credentials must never be pickled, cached or persisted")
+
+
+def _string_leaves(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _string_leaves(item)]
+    if isinstance(value, list | tuple):
+        return [leaf for item in value for leaf in _string_leaves(item)]
+    return []
 
 
 @runtime_checkable
@@ -251,7 +268,12 @@ class HttpAdapter:
                 f"{self.key}: {method} failed mid-way ({type(e).__name__}); will retry",
                 provider=self.key,
             ) from e
-        self.raise_for_status(response, submit=submit)
+        try:
+            self.raise_for_status(response, submit=submit)
+        except ProviderError as e:
+            if credentials is not None:
+                e.args = (credentials.redact(str(e)),)
+            raise
         return response
 
     def raise_for_status(self, response: httpx.Response, *, submit: bool = False) -> None:

@@ -53,3 +53,22 @@ def test_base_url_comes_from_the_setting(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("SCENEFLOW_BASE_URLS__RUNWAY", "http://127.0.0.1:9/")
     get_settings.cache_clear()
     assert adapters.get_adapter("runway").base_url == "http://127.0.0.1:9"  # type: ignore[attr-defined]
+
+
+async def test_a_key_the_provider_echoes_back_never_reaches_the_error():
+    import httpx
+
+    from adapters.base import Credentials
+    from sceneflow.errors import AuthError
+
+    key = "key_" + "ab12" * 16
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"error": f"Incorrect API key provided: {key}"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(echo)) as client:
+        adapter = adapters.get_adapter("runway", client=client, base_url="http://127.0.0.1:9")
+        with pytest.raises(AuthError) as e:
+            await adapter.test_connection(Credentials({"api_key": key}))
+    assert key not in str(e.value)
+    assert "Incorrect API key provided: [redacted]" in str(e.value)

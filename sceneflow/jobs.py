@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -30,7 +31,7 @@ from sceneflow.errors import (
     SceneFlowError,
     TransientError,
 )
-from sceneflow.media import InvalidVideoError, verify_video
+from sceneflow.media import InvalidVideoError, probe_video, verify_video
 from sceneflow.models import (
     TERMINAL_STATUSES,
     JobStatus,
@@ -283,7 +284,10 @@ async def download_job(
     with session_scope() as session:
         job = load_job(session, job_id)
     if job.status == JobStatus.COMPLETED and job.output_path and storage.exists(job.output_path):
-        return _ref(job)
+        ref = _ref(job)
+        if not storage.is_remote(job.output_path):
+            ref.duration = probe_video(Path(job.output_path)).duration
+        return ref
     request = StandardVideoRequest.model_validate_json(job.request_json)
     name = output_name(job_id, row_id)
     local = storage.staging_path(output_dir, name)

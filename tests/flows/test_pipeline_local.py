@@ -81,6 +81,8 @@ async def test_rerunning_the_same_csv_submits_nothing_new(tmp_path: Path, scenef
     assert first.completed == 3 and submits() == 3
     second = await generate_batch(str(source), "u1", output_dir=out)
     assert second.completed == 3
+    rerun = pd.read_csv(Path(out) / "results.csv", dtype=str, keep_default_na=False)
+    assert set(rerun[rerun["status"] == "COMPLETED"]["duration"]) == {"1.0"}
     assert submits() == 3
     assert len(list((sceneflow_env / "local" / "jobs").iterdir())) == 3
     # force=True generates again.

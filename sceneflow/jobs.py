@@ -326,6 +326,14 @@ async def download_job(
     return ref
 
 
+def video_went_missing(job_id: str) -> bool:
+    """True when the job was downloaded once but its file is no longer where it was saved."""
+    with session_scope() as session:
+        job = load_job(session, job_id)
+        saved = job.status == JobStatus.COMPLETED and job.output_path
+        return bool(saved) and not storage.exists(job.output_path)
+
+
 def mark_failed(job_id: str, error: BaseException) -> None:
     """Record why a job stopped. A job still running at the provider keeps its status, so a
     re-run resumes it instead of paying for a new one."""

@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from sceneflow import store
+from sceneflow import storage, store
 from sceneflow.db import session_scope
 from sceneflow.errors import (
     GenerationFailedError,
@@ -48,7 +48,7 @@ async def wait_for_job(
     interval = caps.poll_interval
     with session_scope() as session:
         job = load_job(session, job_id)
-    if job.status == JobStatus.COMPLETED and job.output_path:
+    if job.status == JobStatus.COMPLETED and job.output_path and storage.exists(job.output_path):
         return StandardVideoResult(
             status=JobStatus.COMPLETED,
             provider_job_id=job.provider_job_id,

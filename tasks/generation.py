@@ -21,8 +21,10 @@ from tasks.policies import RETRY_OPTIONS
 
 
 def _job_key(step: str):  # type: ignore[no-untyped-def]
-    def key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    def key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
         job: jobs.JobRef = parameters["job"]
+        if step == "download" and jobs.video_went_missing(job.job_id):
+            return None  # deleted or moved since it was saved: fetch it again, uncached
         # The job id pins the key to one row of one database: a cache that outlives its
         # database (or is shared with another) can never answer for a different job.
         return f"sceneflow-{step}-{job.idempotency_key}-{job.job_id}-g{job.generation}"

@@ -85,6 +85,13 @@ async def test_rerunning_the_same_csv_submits_nothing_new(tmp_path: Path, scenef
     assert set(rerun[rerun["status"] == "COMPLETED"]["duration"]) == {"1.0"}
     assert submits() == 3
     assert len(list((sceneflow_env / "local" / "jobs").iterdir())) == 3
+    # Videos deleted since are fetched again from the provider's finished jobs, unpaid.
+    import shutil
+
+    shutil.rmtree(out)
+    fetched = await generate_batch(str(source), "u1", output_dir=out)
+    assert fetched.completed == 3 and submits() == 3
+    assert len(list(Path(out).glob("*.mp4"))) == 3
     # force=True generates again.
     third = await generate_batch(str(source), "u1", output_dir=out, force=True)
     assert third.completed == 3 and submits() == 6

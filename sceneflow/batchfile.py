@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pandas as pd
@@ -72,6 +72,21 @@ def read_csv_text(source: str) -> pd.DataFrame:
         ) from e
 
 
+def check_columns(columns: Iterable[Any]) -> list[str]:
+    """The header, normalised; raises ConfigError naming unknown or missing columns."""
+    names = [str(c).strip().lower() for c in columns]
+    allowed = set(StandardVideoRequest.model_fields) | set(EXTRA_COLUMNS)
+    unknown = [c for c in names if c not in allowed]
+    if unknown:
+        raise ConfigError(
+            f"Unknown column(s) {', '.join(unknown)}. Allowed columns: "
+            f"{', '.join(sorted(allowed))}."
+        )
+    if "prompt" not in names:
+        raise ConfigError("The CSV has no 'prompt' column; every row needs a prompt.")
+    return names
+
+
 def parse_prompts(
     frame: pd.DataFrame,
     *,
@@ -83,16 +98,7 @@ def parse_prompts(
     warnings. Bad rows are collected, never raised."""
     from sceneflow.errors import RequestValidationError, UnknownProviderError
 
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
-    allowed = set(StandardVideoRequest.model_fields) | set(EXTRA_COLUMNS)
-    unknown = [c for c in frame.columns if c not in allowed]
-    if unknown:
-        raise ConfigError(
-            f"Unknown column(s) {', '.join(unknown)}. Allowed columns: "
-            f"{', '.join(sorted(allowed))}."
-        )
-    if "prompt" not in frame.columns:
-        raise ConfigError("The CSV has no 'prompt' column; every row needs a prompt.")
+    frame.columns = check_columns(frame.columns)
     rows: list[PromptRow] = []
     problems: list[RowProblem] = []
     seen_ids: dict[str, int] = {}

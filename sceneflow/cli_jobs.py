@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import adapters
-from sceneflow import store
+from sceneflow import batchfile, store
 from sceneflow.cli import app, console, creds_app, err_console, handle_errors, require_provider
 from sceneflow.db import session_scope
 from sceneflow.errors import NotFoundError, RequestValidationError
@@ -86,10 +86,13 @@ def generate(
 
         raise RequestValidationError(format_validation_error(e)) from None
     from flows.generate import generate_video
+    from tasks.credentials import fetch_credentials
     from tasks.generation import check_request
 
-    # The provider's own limits, checked before Prefect starts (and logs) a doomed flow run.
+    # The provider's limits and the user's credentials are checked before Prefect starts (and
+    # logs) a doomed flow run.
     check_request(provider, request)
+    fetch_credentials(user, provider)
 
     with console.status(f"Generating with {provider}…"):
         result = asyncio.run(generate_video(user, Provider(provider), request, output, force))
@@ -113,6 +116,8 @@ def batch(
     from flows.batch import batch_id_for, generate_batch
 
     source = str(Path(csv).resolve()) if "://" not in csv else csv
+    # What can be checked before Prefect starts is checked here, without a flow-run traceback.
+    batchfile.check_columns(batchfile.read_csv_text(source).columns)
     batch_id = batch_id_for(source, user)
 
     async def run() -> Any:

@@ -209,3 +209,20 @@ def test_creds_test_marks_a_good_key_valid_and_a_rejected_one_invalid(
     )
     assert validity() is False
     assert WRONG_KEY not in bad.output
+
+
+def test_a_missing_csv_unknown_columns_or_missing_credentials_fail_before_any_flow_runs(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "nope.csv"
+    assert one_error_line(invoke("batch", str(missing))) == (
+        f"Prompt CSV not found: {missing}. Pass an existing file or URL."
+    )
+    bad = tmp_path / "bad.csv"
+    bad.write_text("prompt,aspect_ratio,motion_intensity,colour\nx,16:9,3,red\n")
+    assert one_error_line(invoke("batch", str(bad))).startswith(
+        "Unknown column(s) colour. Allowed columns: aspect_ratio, duration,"
+    )
+    assert one_error_line(invoke("generate", "a cat", "--provider", "runway", "--user", "bob")) == (
+        "No credentials for provider 'runway' and user 'bob': run `sceneflow creds set bob runway`"
+    )

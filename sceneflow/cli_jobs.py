@@ -28,6 +28,10 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 # SceneFlow runs on offline machines; Prefect's telemetry would only log failures there.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+if not os.environ.get("PREFECT_API_URL"):
+    # The temporary local API this process starts logs its own shutdown races ("Error flushing
+    # events") as tracebacks after the work is done; only its critical errors are worth showing.
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
 
 ProviderOpt = Annotated[str, typer.Option("--provider", "-p", help="Provider key.")]
 UserOpt = Annotated[str, typer.Option("--user", "-u", help="Whose stored credentials to use.")]

@@ -186,26 +186,26 @@ def _print_result(result: Any) -> None:
     console.print(table)
 
 
+def _act_on_job(job_id: str, action: str) -> None:
+    from sceneflow.gateway import VideoGenerationGateway
+
+    user, provider, our_id = _job_owner(job_id)
+    method = getattr(VideoGenerationGateway(), action)
+    _print_result(_unwrap(asyncio.run(method(user, provider, our_id))))
+
+
 @app.command()
 @handle_errors
 def status(job_id: Annotated[str, typer.Argument(help="SceneFlow or provider job id.")]) -> None:
     """Where a job stands (asks the provider unless it is finished)."""
-    from sceneflow.gateway import VideoGenerationGateway
-
-    user, provider, our_id = _job_owner(job_id)
-    gateway = VideoGenerationGateway()
-    _print_result(_unwrap(asyncio.run(gateway.check_generation_status(user, provider, our_id))))
+    _act_on_job(job_id, "check_generation_status")
 
 
 @app.command()
 @handle_errors
 def cancel(job_id: Annotated[str, typer.Argument(help="SceneFlow or provider job id.")]) -> None:
     """Cancel a job at its provider (where the provider can) and stop tracking it."""
-    from sceneflow.gateway import VideoGenerationGateway
-
-    user, provider, our_id = _job_owner(job_id)
-    gateway = VideoGenerationGateway()
-    _print_result(_unwrap(asyncio.run(gateway.cancel_generation(user, provider, our_id))))
+    _act_on_job(job_id, "cancel_generation")
 
 
 @app.command()

@@ -195,6 +195,17 @@ class FalEmulator(Emulator):
             return Response("<html>upstream proxy error", 200, media_type="application/json"), None
         return None, fault.kind
 
+    async def _find(self, request: Request, op: str, missing: dict[str, str]) -> Job | Response:
+        """The steps every request-id route shares: record, faults, auth, then the job."""
+        await self._record(request)
+        response, _ = await self._infra_fault(op)
+        if response is not None:
+            return response
+        if (denied := self._auth(request)) is not None:
+            return denied
+        job = self._job(request.path_params["app"], request.path_params["rid"])
+        return job if job is not None else JSONResponse(missing, 404)
+
     def _job(self, app: str, rid: str) -> Job | None:
         job = self.jobs.get(rid)
         return job if job is not None and job.extra["app"] == app else None
@@ -241,15 +252,9 @@ class FalEmulator(Emulator):
         )
 
     async def _status(self, request: Request) -> Response:
-        await self._record(request)
-        response, _ = await self._infra_fault("status")
-        if response is not None:
-            return response
-        if (denied := self._auth(request)) is not None:
-            return denied
-        job = self._job(request.path_params["app"], request.path_params["rid"])
-        if job is None:
-            return JSONResponse({"detail": "Request not found"}, 404)
+        job = await self._find(request, "status", {"detail": "Request not found"})
+        if isinstance(job, Response):
+            return job
         logs: list[dict[str, Any]] | None = None
         if request.query_params.get("logs") in ("1", "true", "True"):
             logs = [
@@ -281,15 +286,9 @@ class FalEmulator(Emulator):
         return JSONResponse(body, headers=headers)
 
     async def _result(self, request: Request) -> Response:
-        await self._record(request)
-        response, _ = await self._infra_fault("status")
-        if response is not None:
-            return response
-        if (denied := self._auth(request)) is not None:
-            return denied
-        job = self._job(request.path_params["app"], request.path_params["rid"])
-        if job is None:
-            return JSONResponse({"detail": "Request not found"}, 404)
+        job = await self._find(request, "status", {"detail": "Request not found"})
+        if isinstance(job, Response):
+            return job
         phase = self._phase(job)
         if phase in ("queued", "running"):
             return JSONResponse({"detail": "Request is still in progress"}, 400)
@@ -314,15 +313,9 @@ class FalEmulator(Emulator):
         return JSONResponse(body, headers={"x-fal-request-id": job.id})
 
     async def _cancel(self, request: Request) -> Response:
-        await self._record(request)
-        response, _ = await self._infra_fault("cancel")
-        if response is not None:
-            return response
-        if (denied := self._auth(request)) is not None:
-            return denied
-        job = self._job(request.path_params["app"], request.path_params["rid"])
-        if job is None:
-            return JSONResponse({"status": "NOT_FOUND"}, 404)
+        job = await self._find(request, "cancel", {"status": "NOT_FOUND"})
+        if isinstance(job, Response):
+            return job
         if self._phase(job) not in ("queued", "running"):
             return JSONResponse({"status": "ALREADY_COMPLETED"}, 400)
         job.cancelled = True

@@ -61,7 +61,7 @@ def _missing(what: str) -> None:
 if not CHROMIUM.is_file():
     _missing(f"{CHROMIUM} is missing: run `bash .ci/browser.sh` (installs Debian's chromium)")
 try:
-    from playwright.sync_api import Locator, Page, sync_playwright
+    from playwright.sync_api import Locator, Page, expect, sync_playwright
 except ImportError:
     _missing("the playwright package is missing: `pip install -e '.[dev]'` installs it")
 
@@ -187,13 +187,14 @@ def _field(pg: Page, name: str) -> Locator:
     )
 
 
-def _dropdown_options(pg: Page, field: Locator) -> list[str]:
-    """Open a select field and list its options. A mouse click opens Prefect's popover and
-    closes it again at once under headless Chromium; the keyboard opens it for good."""
+def _expect_dropdown_options(pg: Page, field: Locator, expected: list[str]) -> None:
+    """Open a select field and check its options, in order. A mouse click opens Prefect's
+    popover and closes it again at once under headless Chromium; the keyboard opens it for
+    good. The options render a moment after the listbox, so the check retries until they match
+    (Playwright's `expect`), instead of reading whatever is there when the listbox appears."""
     field.locator("button.p-select-button__control").press("ArrowDown")
-    listbox = pg.get_by_role("listbox")
-    listbox.wait_for()
-    return [o.strip() for o in listbox.get_by_role("option").all_inner_texts()]
+    options = pg.get_by_role("listbox").get_by_role("option")
+    expect(options).to_have_text(expected, timeout=15_000)
 
 
 def _submit(pg: Page) -> dict[str, Any]:
@@ -225,7 +226,7 @@ def test_a_custom_run_of_batch_from_csv_finishes_with_its_results_artifact(
     _field(page, "user_id").locator("textarea").fill(user)
     _field(page, "output_dir").locator("textarea").fill(str(out))
     provider = _field(page, "provider")
-    assert _dropdown_options(page, provider) == [p.value for p in Provider]
+    _expect_dropdown_options(page, provider, [p.value for p in Provider])
     page.get_by_role("option", name="local", exact=True).click()
     assert provider.locator(".p-select-button__value").inner_text() == "local"
     run = _submit(page)
@@ -280,7 +281,7 @@ def test_the_generate_video_form_shows_the_request_and_a_provider_dropdown(
     request.get_by_text("Frames per second, 6 to 60.").wait_for()
     provider = _field(page, "provider")
     assert provider.locator("textarea, input").count() == 0  # a select, not free text
-    assert _dropdown_options(page, provider) == [p.value for p in Provider]
+    _expect_dropdown_options(page, provider, [p.value for p in Provider])
     # The form scrolls inside the app's own container, so a tall window shows all of it.
     page.set_viewport_size({"width": 1400, "height": 2600})
     page.screenshot(path=str(SHOTS / "generate-video-form.png"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, Self, TypeVar, runtime_checkable
 
@@ -154,6 +155,15 @@ class VideoAdapter(Protocol):
 
     async def test_connection(self, credentials: Credentials) -> None: ...
 
+    async def find_submitted(
+        self, request: StandardVideoRequest, credentials: Credentials, *, since: datetime
+    ) -> list[str] | None:
+        """Ids of the provider's jobs created at or after `since` whose inputs match `request`,
+        newest first; None when the provider offers no way to look (design.md §3). Used when
+        a submit's reply was lost, to resume the job it may have created instead of paying
+        for a second one."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -214,6 +224,11 @@ class HttpAdapter:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    async def find_submitted(
+        self, request: StandardVideoRequest, credentials: Credentials, *, since: datetime
+    ) -> list[str] | None:
+        return None  # providers with a list endpoint override this
 
     def auth_headers(self, credentials: Credentials) -> dict[str, str]:
         raise NotImplementedError(f"{type(self).__name__} must implement auth_headers")

@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -371,6 +372,11 @@ class LocalAdapter:
                 provider=KEY,
             )
         jobs_dir().mkdir(parents=True, exist_ok=True)
+
+    async def find_submitted(
+        self, request: StandardVideoRequest, credentials: Credentials, *, since: datetime
+    ) -> list[str] | None:
+        return None  # a local submit is a folder written in-process: its reply is never lost
 
 
 def _outcome(job_id: str, job: Path, final: dict[str, Any]) -> StandardVideoResult:

@@ -1,7 +1,7 @@
 """Replicate: predictions on hosted models (providers.md §5).
 
-Every Replicate model has its own input names, so this module carries a small explicit table of
-well-known video models saying where each StandardVideoRequest field goes. Any other
+Every Replicate model has its own input names, so a small explicit table of well-known video
+models (``adapters._replicate_models``) says where each StandardVideoRequest field goes. Any other
 `owner/name` (or `owner/name:<version>`) model receives only the prompt, with the style folded
 in, and every other set field comes back as a warning: its input names cannot be known here.
 
@@ -11,19 +11,25 @@ Replicate deletes API outputs an hour after the prediction, so the pipeline down
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from pydantic import BaseModel
 
+from adapters._replicate_models import (
+    MODELS,
+    REQUEST_FIELDS,
+    TIERS,
+    Spec,
+    model_capabilities,
+)
 from adapters.base import (
     Capabilities,
     Credentials,
-    FieldMapping,
     HttpAdapter,
-    ModelCapabilities,
     compose_prompt,
     require_output_url,
     unsupported_warning,
@@ -52,60 +58,7 @@ _STATUS = {
     "aborted": JobStatus.CANCELLED,  # its Cancel-After deadline passed before it started
 }
 
-_NATIVE, _MAPPED, _UNSUPPORTED = "native", "mapped", "unsupported"
-
-
-class _Spec(BaseModel):
-    """Where one model takes each request field; None means the model has no such input."""
-
-    image: str
-    negative_prompt: str | None = None
-    seed: str | None = None
-    aspect_ratio: str | None = None
-    aspect_ratios: list[str]
-    durations: list[int]
-    # Our resolution tier (the frame's short side) -> the model's `resolution` value.
-    resolutions: dict[int, str] | None = None
-    # The model ignores aspect_ratio when given a first frame: the image sets the shape.
-    image_sets_aspect: bool = False
-    # Durations allowed only at one resolution tier (Hailuo: 10 s only at 768p).
-    duration_needs: dict[int, int] = {}
-    notes: dict[str, str] = {}
-
-
-# Input names from each model's API page on replicate.com (schema of the latest version).
-MODELS: dict[str, _Spec] = {
-    "kwaivgi/kling-v2.5-turbo-pro": _Spec(
-        image="start_image",
-        negative_prompt="negative_prompt",
-        aspect_ratio="aspect_ratio",
-        aspect_ratios=["16:9", "9:16", "1:1"],
-        durations=[5, 10],
-        image_sets_aspect=True,
-        notes={"resolution": "the model picks its own output size"},
-    ),
-    "google/veo-3.1": _Spec(
-        image="image",
-        negative_prompt="negative_prompt",
-        seed="seed",
-        aspect_ratio="aspect_ratio",
-        aspect_ratios=["16:9", "9:16"],
-        durations=[4, 6, 8],
-        resolutions={720: "720p", 1080: "1080p"},
-    ),
-    "minimax/hailuo-02": _Spec(
-        image="first_frame_image",
-        # No aspect input: text-to-video renders 16:9, image-to-video follows the image.
-        aspect_ratios=["16:9"],
-        durations=[6, 10],
-        image_sets_aspect=True,
-        resolutions={480: "512p", 512: "512p", 720: "768p", 768: "768p", 1080: "1080p"},
-        duration_needs={10: 720},
-        notes={"resolution": "480p is sent as 512p, 720p as 768p"},
-    ),
-}
-_REQUEST_FIELDS = [f for f in StandardVideoRequest.model_fields if f != "model"]
-_TIERS = (480, 720, 1080, 2160)  # short sides of the named resolutions 480p..4k
+_LOOKUP_PAGES = 5  # a lost submit is looked for among at most this many pages of predictions
 
 
 class _Prediction(BaseModel):
@@ -113,6 +66,7 @@ class _Prediction(BaseModel):
     model: str | None = None
     version: str | None = None
     status: Literal["starting", "processing", "succeeded", "failed", "canceled", "aborted"]
+    input: dict[str, Any] | None = None
     output: Any = None  # model-specific; video models give a URI or a list of them
     logs: str | None = None
     error: str | None = None
@@ -123,47 +77,14 @@ class _Prediction(BaseModel):
     completed_at: str | None = None
 
 
+class _PredictionPage(BaseModel):
+    results: list[_Prediction]
+    next: str | None = None  # a URL whose `cursor` query parameter fetches the older page
+
+
 class _Account(BaseModel):
     type: str
     username: str
-
-
-def _capabilities(spec: _Spec) -> ModelCapabilities:
-    fields = {
-        name: FieldMapping(support=_UNSUPPORTED, note="not sent; validate() warns")
-        for name in _REQUEST_FIELDS
-    }
-    fields["prompt"] = FieldMapping(support=_NATIVE, note="prompt")
-    fields["style"] = FieldMapping(support=_MAPPED, note="appended to the prompt")
-    fields["image_url"] = FieldMapping(support=_NATIVE, note=spec.image)
-    fields["duration"] = FieldMapping(support=_NATIVE, note="duration (whole seconds)")
-    for name in ("negative_prompt", "seed", "aspect_ratio"):
-        if input_name := getattr(spec, name):
-            fields[name] = FieldMapping(support=_NATIVE, note=input_name)
-    if spec.aspect_ratio is None:
-        fields["aspect_ratio"] = FieldMapping(
-            support=_MAPPED, note="not sent: 16:9 from text; an image_url sets the shape"
-        )
-    if spec.resolutions:
-        same = all(f"{k}p" == v for k, v in spec.resolutions.items())
-        fields["resolution"] = FieldMapping(
-            support=_NATIVE if same else _MAPPED,
-            note=spec.notes.get("resolution", "resolution, by the frame's short side"),
-        )
-    elif note := spec.notes.get("resolution"):
-        fields["resolution"] = FieldMapping(support=_UNSUPPORTED, note=note)
-    return ModelCapabilities(
-        fields=fields,
-        aspect_ratios=spec.aspect_ratios,
-        durations=[float(d) for d in spec.durations],
-        min_duration=min(spec.durations),
-        max_duration=max(spec.durations),
-        resolutions=[f"{k}p" for k in _TIERS if k in spec.resolutions]
-        if spec.resolutions
-        else None,
-        text_to_video=True,
-        image_to_video=True,
-    )
 
 
 def _progress(logs: str | None) -> float:
@@ -184,7 +105,7 @@ class ReplicateAdapter(HttpAdapter):
         return Capabilities(
             provider=self.key,
             default_model=DEFAULT_MODEL,
-            models={name: _capabilities(spec) for name, spec in MODELS.items()},
+            models={name: model_capabilities(spec) for name, spec in MODELS.items()},
             credential_fields=["api_key"],
             can_cancel=True,
             connection_test="GET /v1/account",
@@ -240,7 +161,7 @@ class ReplicateAdapter(HttpAdapter):
         return f"/v1/models/{model}/predictions", {"input": inputs}, warnings
 
     def _map(
-        self, request: StandardVideoRequest, model: str, spec: _Spec, inputs: dict[str, Any]
+        self, request: StandardVideoRequest, model: str, spec: Spec, inputs: dict[str, Any]
     ) -> list[str]:
         problems: list[str] = []
         warnings: list[str] = []
@@ -275,7 +196,7 @@ class ReplicateAdapter(HttpAdapter):
                 allowed = ", ".join(
                     f"{k}p" + (f" (sent as {v})" if v != f"{k}p" else "")
                     for k, v in spec.resolutions.items()
-                    if k in _TIERS
+                    if k in TIERS
                 )
                 problems.append(f"resolution: {model} renders {allowed}; got {request.resolution}")
             else:
@@ -314,7 +235,7 @@ class ReplicateAdapter(HttpAdapter):
         what = "it is not sent, because SceneFlow does not know this model's input names"
         return [
             unsupported_warning(f"{self.key} model {model}", field, what)
-            for field in _REQUEST_FIELDS
+            for field in REQUEST_FIELDS
             if field not in ("prompt", "style")
             and field in request.model_fields_set
             and getattr(request, field) is not None
@@ -383,6 +304,33 @@ class ReplicateAdapter(HttpAdapter):
         )
         headers = self.auth_headers(credentials) if trusted else None
         return await self.fetch_to_file(url, destination, headers=headers)
+
+    async def find_submitted(
+        self, request: StandardVideoRequest, credentials: Credentials, *, since: datetime
+    ) -> list[str] | None:
+        """Predictions created since `since` on the same model with the same input, walking
+        `GET /v1/predictions` (newest first, 100 a page) back to `since`."""
+        path, body, _ = self._build(request)
+        model = path.removeprefix("/v1/models/").removesuffix("/predictions")
+        found: list[str] = []
+        params: dict[str, str] = {}
+        for _ in range(_LOOKUP_PAGES):
+            response = await self.request(
+                "GET", "/v1/predictions", credentials=credentials, params=params
+            )
+            page = self.parse(_PredictionPage, response, "prediction list")
+            for p in page.results:
+                if p.created_at and datetime.fromisoformat(p.created_at) < since:
+                    return found
+                same_model = p.version == body["version"] if "version" in body else p.model == model
+                if same_model and p.input == body["input"]:
+                    found.append(p.id)
+            # Follow only the cursor, never the URL: the token must not go to another host.
+            cursor = parse_qs(urlsplit(page.next or "").query).get("cursor")
+            if not cursor:
+                break
+            params = {"cursor": cursor[0]}
+        return found
 
     async def test_connection(self, credentials: Credentials) -> None:
         response = await self.request("GET", "/v1/account", credentials=credentials)

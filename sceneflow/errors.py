@@ -16,7 +16,8 @@ No message ever carries a credential, an auth header or a signed URL.
         ├── RateLimitedError ...... 429: retried after `retry_after` seconds
         ├── TransientError ........ 5xx, connection and read failures, malformed replies; retried
         ├── AmbiguousSubmitError .. a submit whose reply was lost: it may have been billed, so it
-        │                           is never retried blindly (design.md §3)
+        │                           is never retried blindly; the job is looked up where the
+        │                           provider lists its jobs, else reported (design.md §3)
         ├── RejectedError ......... other 4xx: the provider refused the request; never retried
         │   └── ModerationError ... refused by the provider's content filter
         ├── GenerationFailedError . the job ran and failed on the provider's side

@@ -31,6 +31,7 @@ from sceneflow.errors import (
     SceneFlowError,
     TransientError,
 )
+from sceneflow.lost_submits import find_lost_job
 from sceneflow.media import InvalidVideoError, probe_video, verify_video
 from sceneflow.models import (
     TERMINAL_STATUSES,
@@ -221,39 +222,56 @@ async def submit_job(
     user_id: str,
     logger: logging.Logger | logging.LoggerAdapter[Any] = log,
 ) -> JobRef:
-    """Send the job once. A job that already has a provider id is resumed, never re-sent."""
+    """Send the job once. A job that already has a provider id is resumed, never re-sent; one
+    whose submit reply was lost is looked up at the provider, never re-sent (design.md §3)."""
     with session_scope() as session:
         job = load_job(session, job_id)
         request = StandardVideoRequest.model_validate_json(job.request_json)
         if job.provider_job_id:
             logger.info("job %s already submitted as %s; resuming", job_id, job.provider_job_id)
             return _ref(job)
-        if job.status == JobStatus.UNKNOWN:
-            raise AmbiguousSubmitError(
-                f"An earlier submit of job {job_id} to {job.provider} may have been accepted "
-                f"(its reply was lost): {job.error}. Check the provider's dashboard, then run "
-                "again with --force to submit anew.",
-                provider=job.provider,
+        lost = job.status == JobStatus.UNKNOWN
+        if not lost:
+            # Stamped before sending: a lost reply's job was created after this moment.
+            store.update_job(
+                session=session, job_id=job_id, attempts=job.attempts + 1, submitted_at=now()
             )
-        store.update_job(session=session, job_id=job_id, attempts=job.attempts + 1)
+    cause = None
+    if not lost:
+        try:
+            provider_job_id = await call_logged(
+                job_id, user_id, "submit", lambda: adapter.submit(request, credentials)
+            )
+        except AmbiguousSubmitError as e:
+            fail_job(job_id, JobStatus.UNKNOWN, e, user_id)
+            cause = str(e)
+        except SceneFlowError as e:
+            if not is_retryable(e):
+                fail_job(job_id, JobStatus.FAILED, e, user_id)
+            raise
+        else:
+            return _accepted(job_id, provider_job_id, logger)
     try:
         provider_job_id = await call_logged(
-            job_id, user_id, "submit", lambda: adapter.submit(request, credentials)
+            job_id, user_id, "lookup", lambda: find_lost_job(adapter, job_id, credentials, cause)
         )
     except AmbiguousSubmitError as e:
         fail_job(job_id, JobStatus.UNKNOWN, e, user_id)
         raise
-    except SceneFlowError as e:
-        if not is_retryable(e):
-            fail_job(job_id, JobStatus.FAILED, e, user_id)
-        raise
+    logger.warning("job %s: its lost submit had created %s; resuming", job_id, provider_job_id)
+    return _accepted(job_id, provider_job_id, logger)
+
+
+def _accepted(
+    job_id: str, provider_job_id: str, logger: logging.Logger | logging.LoggerAdapter[Any]
+) -> JobRef:
     with session_scope() as session:
         job = store.update_job(
             session=session,
             job_id=job_id,
             provider_job_id=provider_job_id,
             status=JobStatus.QUEUED.value,
-            submitted_at=now(),
+            finished_at=None,
             error=None,
         )
         logger.info("job %s submitted to %s as %s", job_id, job.provider, provider_job_id)

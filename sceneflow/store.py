@@ -42,7 +42,7 @@ __all__ = [
     "utcnow",
 ]
 
-ATTEMPT_OPERATIONS = frozenset({"submit", "status", "cancel", "download", "test"})
+ATTEMPT_OPERATIONS = frozenset({"submit", "lookup", "status", "cancel", "download", "test"})
 _OUTCOMES = frozenset({"ok", "error"})
 
 

@@ -13,6 +13,7 @@ used once, in order:
     emu.inject("submit", "slow", delay=2)        # answer after `delay` seconds
     emu.inject("submit", "moderation")           # the provider's content-filter refusal
     emu.inject("submit", "fail")                 # accepted, then the job fails asynchronously
+    emu.inject("submit", "lost")                 # the job is created, then the reply is a 504
 Over HTTP the same is `POST /_emulator/faults {"op": ..., "kind": ..., ...}`;
 `GET /_emulator/stats` returns submission counts.
 """
@@ -36,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-FAULT_KINDS = {"429", "500", "503", "malformed", "slow", "moderation", "fail"}
+FAULT_KINDS = {"429", "500", "503", "malformed", "slow", "moderation", "fail", "lost"}
 
 
 @dataclass

@@ -143,10 +143,13 @@ def expire_output(job: Job) -> None:
     job.extra["data_removed"] = True
 
 
-def create_app(emu: Emulator | None = None, *, token: str = TOKEN) -> Starlette:
+def create_app(
+    emu: Emulator | None = None, *, token: str = TOKEN, page_size: int = 100
+) -> Starlette:
     emu = emu or Emulator()
     recorded: list[dict[str, Any]] = []
     pending_failure: list[str] = []
+    lost_reply: list[bool] = []
 
     async def record(request: Request) -> bytes:
         raw = await request.body()
@@ -182,6 +185,8 @@ def create_app(emu: Emulator | None = None, *, token: str = TOKEN) -> Starlette:
             return Response(
                 "<html><body>502 Bad Gateway</body></html>", 200, media_type="application/json"
             )
+        elif f.kind == "lost":
+            lost_reply[:] = [True]
         else:  # "fail" and "moderation" are asynchronous on Replicate: the prediction fails.
             pending_failure[:] = [f.kind]
         return None
@@ -260,6 +265,8 @@ def create_app(emu: Emulator | None = None, *, token: str = TOKEN) -> Starlette:
         job.extra.update(model=model, version=version, created_at=_now())
         if kind == "moderation":
             job.extra["error"] = MODERATION_ERROR
+        if lost_reply and lost_reply.pop():
+            return problem(504, "Gateway Timeout", "The upstream server did not answer in time")
         if m := _WAIT.match(request.headers.get("prefer", "")):
             # `Prefer: wait` holds the reply until the prediction finishes (at most N s).
             until = time.monotonic() + min(int(m.group(1) or 60), 60)
@@ -288,6 +295,27 @@ def create_app(emu: Emulator | None = None, *, token: str = TOKEN) -> Starlette:
         if job is None:
             return problem(404, "Not found", "The requested resource could not be found.")
         return JSONResponse(prediction(request, job))
+
+    async def list_predictions(request: Request) -> Response:
+        """Newest first, `page_size` a page; `next` carries an opaque cursor, as Replicate's."""
+        await record(request)
+        if not authorized(request):
+            return unauthenticated()
+        if (r := await fault("list")) is not None:
+            return r
+        newest_first = sorted(emu.jobs.values(), key=lambda j: j.created, reverse=True)
+        start = int(base64.urlsafe_b64decode(request.query_params.get("cursor", "") + "==") or 0)
+        page = newest_first[start : start + page_size]
+        more = start + page_size < len(newest_first)
+        cursor = base64.urlsafe_b64encode(str(start + page_size).encode()).decode().rstrip("=")
+        base = str(request.base_url).rstrip("/")
+        return JSONResponse(
+            {
+                "previous": None,
+                "next": f"{base}/v1/predictions?cursor={cursor}" if more else None,
+                "results": [prediction(request, job) for job in page],
+            }
+        )
 
     async def cancel(request: Request) -> Response:
         await record(request)
@@ -329,6 +357,7 @@ def create_app(emu: Emulator | None = None, *, token: str = TOKEN) -> Starlette:
         routes=[
             Route("/v1/models/{owner}/{name}/predictions", create_on_model, methods=["POST"]),
             Route("/v1/predictions", create_on_version, methods=["POST"]),
+            Route("/v1/predictions", list_predictions, methods=["GET"]),
             Route("/v1/predictions/{id}", get, methods=["GET"]),
             Route("/v1/predictions/{id}/cancel", cancel, methods=["POST"]),
             Route("/v1/account", account, methods=["GET"]),

@@ -1,0 +1,126 @@
+"""A submit whose reply is lost (design.md §3), through generate_video under Prefect against
+emulators over real HTTP: the job it created is found and resumed, never paid for twice; where
+nothing can be found the job stays UNKNOWN and says what to do."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import col, select
+
+import adapters
+from flows.generate import generate_video
+from sceneflow import store
+from sceneflow.db import session_scope
+from sceneflow.errors import AmbiguousSubmitError
+from sceneflow.models import JobStatus, StandardVideoRequest
+from sceneflow.settings import get_settings
+from tests.emulators import replicate, runway
+from tests.emulators._base import Emulator, serve
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+REQUEST = StandardVideoRequest(
+    prompt="A kite over the dunes", aspect_ratio="16:9", motion_intensity=5
+)
+
+
+@pytest.fixture
+def emulators(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Emulator]]:
+    for key in ("replicate", "runway"):
+        cls = adapters.adapter_class(key)
+        original = cls.capabilities
+
+        def fast(self: Any, _original: Any = original) -> adapters.Capabilities:
+            return _original(self).model_copy(
+                update={"poll_interval": 0.1, "max_poll_interval": 0.2}
+            )
+
+        monkeypatch.setattr(cls, "capabilities", fast)
+    rep = Emulator(latency=0.2)
+    rw = runway.RunwayEmulator(latency=0.2)
+    with serve(replicate.create_app(rep)) as rep_url, serve(rw.app) as rw_url:
+        monkeypatch.setenv("SCENEFLOW_BASE_URLS__REPLICATE", rep_url)
+        monkeypatch.setenv("SCENEFLOW_BASE_URLS__RUNWAY", rw_url)
+        get_settings.cache_clear()
+        with session_scope() as session:
+            store.put_credentials(
+                session=session,
+                user_id="ann",
+                provider="replicate",
+                credentials={"api_key": replicate.TOKEN},
+            )
+            store.put_credentials(
+                session=session,
+                user_id="ann",
+                provider="runway",
+                credentials={"api_key": runway.API_KEY},
+            )
+        yield {"replicate": rep, "runway": rw}
+    get_settings.cache_clear()
+
+
+def _job(provider: str) -> tuple[store.GenerationJob, list[tuple[str, str]]]:
+    """The user's one job on `provider`, and its attempts as (operation, outcome)."""
+    with session_scope() as session:
+        (job,) = session.exec(
+            select(store.GenerationJob).where(store.GenerationJob.provider == provider)
+        ).all()
+        attempts = session.exec(
+            select(store.GenerationAttempt)
+            .where(store.GenerationAttempt.job_id == job.id)
+            .order_by(col(store.GenerationAttempt.id))
+        ).all()
+        session.expunge(job)
+        return job, [(a.operation, a.outcome) for a in attempts]
+
+
+async def test_the_job_a_lost_reply_created_is_found_and_finished(
+    emulators, tmp_path: Path
+) -> None:
+    emu = emulators["replicate"]
+    emu.inject("submit", "lost")
+    result = await generate_video("ann", "replicate", REQUEST, output_dir=str(tmp_path))
+    assert result.status == JobStatus.COMPLETED and Path(result.output_path).is_file()
+    assert emu.submissions == 1
+    job, attempts = _job("replicate")
+    assert job.provider_job_id == next(iter(emu.jobs)) and job.error is None
+    assert attempts[:2] == [("submit", "error"), ("lookup", "ok")]
+
+
+async def test_a_lost_submit_that_created_nothing_stays_unknown_until_forced(
+    emulators, tmp_path: Path
+) -> None:
+    emu = emulators["replicate"]
+    emu.inject("submit", "500")  # refused before any prediction was made
+    with pytest.raises(AmbiguousSubmitError) as first:
+        await generate_video("ann", "replicate", REQUEST, output_dir=str(tmp_path))
+    message = str(first.value)
+    assert "went out but its reply was lost (replicate answered HTTP 500" in message
+    assert "no replicate job created since" in message and "has its inputs" in message
+    assert "run again with --force to submit anew" in message
+    job, _ = _job("replicate")
+    assert job.status == JobStatus.UNKNOWN and emu.submissions == 0
+
+    # A plain re-run looks again and still pays for nothing.
+    with pytest.raises(AmbiguousSubmitError, match="has its inputs"):
+        await generate_video("ann", "replicate", REQUEST, output_dir=str(tmp_path))
+    assert emu.submissions == 0
+
+    result = await generate_video("ann", "replicate", REQUEST, output_dir=str(tmp_path), force=True)
+    assert result.status == JobStatus.COMPLETED and emu.submissions == 1
+
+
+async def test_a_provider_with_no_lookup_reports_the_lost_submit(emulators, tmp_path: Path) -> None:
+    emu = emulators["runway"]
+    emu.inject("submit", "500")
+    with pytest.raises(AmbiguousSubmitError, match="runway offers no way to look it up"):
+        await generate_video("ann", "runway", REQUEST, output_dir=str(tmp_path))
+    with pytest.raises(AmbiguousSubmitError, match="Check the provider's dashboard"):
+        await generate_video("ann", "runway", REQUEST, output_dir=str(tmp_path))
+    job, attempts = _job("runway")
+    assert job.status == JobStatus.UNKNOWN and emu.submissions == 0
+    assert attempts == [("submit", "error"), ("lookup", "error"), ("lookup", "error")]

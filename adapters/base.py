@@ -9,7 +9,7 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, Self, TypeVar, runtime_checkable
 
@@ -36,6 +36,7 @@ __all__ = [
     "ModelCapabilities",
     "VideoAdapter",
     "parse_retry_after",
+    "parse_timestamp",
 ]
 
 Support = Literal["native", "mapped", "unsupported"]
@@ -182,6 +183,18 @@ def parse_retry_after(headers: httpx.Headers) -> float | None:
     except ValueError:
         parsed = email.utils.parsedate_to_datetime(value) if value else None
         return max(parsed.timestamp() - time.time(), 0) if parsed else None
+
+
+def parse_timestamp(text: str | None) -> datetime | None:
+    """A provider's ISO 8601 time as an aware UTC datetime (no zone means UTC); None when absent
+    or unreadable."""
+    try:
+        moment = datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment
 
 
 class HttpAdapter:

@@ -9,8 +9,9 @@ https://docs.lumalabs.ai/docs/python-video-generation and https://docs.lumalabs.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel
@@ -22,6 +23,7 @@ from adapters.base import (
     HttpAdapter,
     ModelCapabilities,
     compose_prompt,
+    parse_timestamp,
     require_output_url,
     unsupported_warning,
 )
@@ -45,6 +47,7 @@ NATIVE_FPS = 24
 # Luma moderates after submission; the reason lands in failure_reason (docs, Errors).
 MODERATION_REASONS = ("moderation", "blacklisted")
 
+_LOOKUP_PAGES, _LOOKUP_PAGE_SIZE = 5, 100  # how far back a lost submit is looked for
 _WXH = re.compile(r"^(\d+)x(\d+)$")
 
 _FIELDS = {
@@ -122,6 +125,12 @@ class _Generation(BaseModel):
     model: str | None = None
     generation_type: str | None = None
     assets: _Assets | None = None
+    request: dict[str, Any] | None = None  # the create body, echoed
+
+
+class _GenerationPage(BaseModel):
+    generations: list[_Generation]
+    has_more: bool | None = None
 
 
 class _Credits(BaseModel):
@@ -322,6 +331,32 @@ class LumaAdapter(HttpAdapter):
     ) -> Path:
         # Asset URLs are public CDN links; the API key is never sent to another host.
         return await self.fetch_to_file(require_output_url(result, self.key), destination)
+
+    async def find_submitted(
+        self, request: StandardVideoRequest, credentials: Credentials, *, since: datetime
+    ) -> list[str] | None:
+        """Generations created since `since` whose echoed request has every field this request
+        sends, from `GET /generations?limit=&offset=`. Luma documents no order for the list, so
+        the walk stops at a page wholly older than `since`, the last page, or the page cap."""
+        body = self.build_body(request)
+        found: list[tuple[datetime, str]] = []
+        for page_no in range(_LOOKUP_PAGES):
+            response = await self.request(
+                "GET",
+                "/generations",
+                credentials=credentials,
+                params={"limit": _LOOKUP_PAGE_SIZE, "offset": page_no * _LOOKUP_PAGE_SIZE},
+                headers={"Accept": "application/json"},
+            )
+            page = self.parse(_GenerationPage, response, "generation list")
+            created = [parse_timestamp(g.created_at) for g in page.generations]
+            for gen, at in zip(page.generations, created, strict=True):
+                echo = gen.request or {}
+                if (at is None or at >= since) and all(echo.get(k) == v for k, v in body.items()):
+                    found.append((at or since, gen.id))
+            if not page.has_more or all(at is not None and at < since for at in created):
+                break
+        return [job_id for _, job_id in sorted(found, reverse=True)]
 
     async def test_connection(self, credentials: Credentials) -> None:
         response = await self.request(

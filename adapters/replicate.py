@@ -31,6 +31,7 @@ from adapters.base import (
     Credentials,
     HttpAdapter,
     compose_prompt,
+    parse_timestamp,
     require_output_url,
     unsupported_warning,
 )
@@ -320,7 +321,8 @@ class ReplicateAdapter(HttpAdapter):
             )
             page = self.parse(_PredictionPage, response, "prediction list")
             for p in page.results:
-                if p.created_at and datetime.fromisoformat(p.created_at) < since:
+                created = parse_timestamp(p.created_at)
+                if created is not None and created < since:
                     return found
                 same_model = p.version == body["version"] if "version" in body else p.model == model
                 if same_model and p.input == body["input"]:

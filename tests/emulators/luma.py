@@ -55,6 +55,7 @@ class LumaEmulator(Emulator):
         self.app = Starlette(
             routes=[
                 Route(f"{PREFIX}/generations/video", self.create, methods=["POST"]),
+                Route(f"{PREFIX}/generations", self.list, methods=["GET"]),
                 Route(f"{PREFIX}/generations/{{id}}", self.get, methods=["GET"]),
                 Route(f"{PREFIX}/generations/{{id}}", self.delete, methods=["DELETE"]),
                 Route(f"{PREFIX}/credits", self.credits, methods=["GET"]),
@@ -127,9 +128,32 @@ class LumaEmulator(Emulator):
         if fault is not None and fault.kind in ("moderation", "fail"):
             reason = MODERATION_REASON if fault.kind == "moderation" else FAILURE_REASON
             return self._accept(request, reason=reason)
+        if fault is not None and fault.kind == "lost":
+            created = self._accept(request, reason=None)
+            return created if created.status_code != 201 else _detail("Gateway Timeout", 504)
         if (answer := await self._answer(fault)) is not None:
             return answer
         return self._accept(request, reason=None)
+
+    async def list(self, request: Request) -> Response:
+        """Newest first, `limit` (default 10, as an unstated server default) from `offset`."""
+        if denied := await self._enter(request):
+            return denied
+        if (answer := await self._answer(self.take_fault("list"))) is not None:
+            return answer
+        limit = int(request.query_params.get("limit", 10))
+        offset = int(request.query_params.get("offset", 0))
+        newest_first = sorted(self.jobs.values(), key=lambda j: j.created, reverse=True)
+        page = newest_first[offset : offset + limit]
+        return JSONResponse(
+            {
+                "generations": [self.generation(job, request) for job in page],
+                "count": len(page),
+                "has_more": offset + limit < len(newest_first),
+                "limit": limit,
+                "offset": offset,
+            }
+        )
 
     def _accept(self, request: Request, *, reason: str | None) -> Response:
         body = self.recorded[-1]["body"]

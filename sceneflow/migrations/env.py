@@ -14,7 +14,7 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import sceneflow.store  # noqa: F401  (registers the tables on SQLModel.metadata)
+import sceneflow.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 connection = context.config.attributes["connection"]
 context.configure(

@@ -142,7 +142,6 @@ class VideoAdapter(Protocol):
     def validate(self, request: StandardVideoRequest) -> list[str]:
         """Raise RequestValidationError for what the provider cannot do; return warnings for
         fields it has no equivalent for (they are reported, never dropped silently)."""
-        ...
 
     async def submit(self, request: StandardVideoRequest, credentials: Credentials) -> str: ...
 
@@ -159,11 +158,8 @@ class VideoAdapter(Protocol):
     async def find_submitted(
         self, request: StandardVideoRequest, credentials: Credentials, *, since: datetime
     ) -> list[str] | None:
-        """Ids of the provider's jobs created at or after `since` whose inputs match `request`,
-        newest first; None when the provider offers no way to look (design.md §3). Used when
-        a submit's reply was lost, to resume the job it may have created instead of paying
-        for a second one."""
-        ...
+        """Ids of jobs created since `since` with `request`'s inputs, newest first, so a submit
+        whose reply was lost resumes its job; None if the provider cannot list (design.md §3)."""
 
     async def aclose(self) -> None: ...
 
@@ -186,15 +182,12 @@ def parse_retry_after(headers: httpx.Headers) -> float | None:
 
 
 def parse_timestamp(text: str | None) -> datetime | None:
-    """A provider's ISO 8601 time as an aware UTC datetime (no zone means UTC); None when absent
-    or unreadable."""
+    """A provider's ISO 8601 time, aware (no zone means UTC); None when absent or unreadable."""
     try:
-        moment = datetime.fromisoformat(text) if text else None
+        moment = datetime.fromisoformat(text or "")
     except ValueError:
         return None
-    if moment is not None and moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class HttpAdapter:
@@ -333,22 +326,18 @@ class HttpAdapter:
             raise ModerationError(msg, provider=self.key, status_code=code)
         raise RejectedError(msg, provider=self.key, status_code=code)
 
-    def json(self, response: httpx.Response) -> Any:
-        """Parse a success body; a malformed one is transient (proxies and overloads do this)."""
+    def parse(self, model: type[M], response: httpx.Response, what: str = "") -> M:
+        """Validate a success body against a private reply model. A wrong shape is transient,
+        like a malformed body; the message names the fields, never their values (they may hold
+        signed URLs). A body that is not JSON is transient too: proxies and overloads send them."""
         try:
-            return response.json()
+            data = response.json()
         except ValueError as e:
             raise TransientError(
                 f"{self.key} sent a reply that is not JSON (HTTP {response.status_code})",
                 provider=self.key,
                 status_code=response.status_code,
             ) from e
-
-    def parse(self, model: type[M], response: httpx.Response, what: str = "") -> M:
-        """Validate a success body against a private reply model. A wrong shape is transient,
-        like a malformed body; the message names the fields, never their values (they may hold
-        signed URLs)."""
-        data = self.json(response)
         try:
             return model.model_validate(data)
         except ValidationError as e:

@@ -8,19 +8,17 @@ set, and `X-Runway-Version` on every call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
+from adapters._runway_models import MODELS, Model, Sizes, describe_durations, model_capabilities
 from adapters.base import (
     Capabilities,
     Credentials,
-    FieldMapping,
     HttpAdapter,
-    ModelCapabilities,
     compose_prompt,
     require_output_url,
     unsupported_warning,
@@ -43,38 +41,6 @@ API_VERSION = "2024-11-06"
 DEFAULT_MODEL = "gen4.5"
 MAX_PROMPT_UTF16 = 1000
 MAX_DATA_URI_BYTES = 5 * 1024 * 1024
-
-# size tier -> aspect ratio -> Runway pixel ratio
-Sizes = dict[str, dict[str, str]]
-_GEN4_TEXT = {"16:9": "1280:720", "9:16": "720:1280"}
-_GEN4_IMAGE = _GEN4_TEXT | {
-    "4:3": "1104:832",
-    "3:4": "832:1104",
-    "1:1": "960:960",
-    "21:9": "1584:672",
-}
-_VEO: Sizes = {
-    "720p": {"16:9": "1280:720", "9:16": "720:1280"},
-    "1080p": {"16:9": "1920:1080", "9:16": "1080:1920"},
-}
-
-
-@dataclass(frozen=True)
-class _Model:
-    text: Sizes | None  # None: image-to-video only
-    image: Sizes
-    durations: tuple[int, ...]
-    negative_prompt: bool
-
-
-# From the SDK's *_create_params unions. gen4_turbo's duration is typed only as int; 2-10 is
-# what the API reference states for it.
-_MODELS: dict[str, _Model] = {
-    "gen4.5": _Model({"720p": _GEN4_TEXT}, {"720p": _GEN4_IMAGE}, tuple(range(2, 11)), False),
-    "gen4_turbo": _Model(None, {"720p": _GEN4_IMAGE}, tuple(range(2, 11)), False),
-    "veo3.1": _Model(_VEO, _VEO, (4, 6, 8), True),
-    "veo3.1_fast": _Model(_VEO, _VEO, (4, 6, 8), True),
-}
 
 _STATUS = {
     "PENDING": JobStatus.QUEUED,
@@ -113,12 +79,6 @@ class _Organization(BaseModel):
     credit_balance: float = Field(alias="creditBalance")
 
 
-def _describe(durations: tuple[int, ...]) -> str:
-    if durations == tuple(range(durations[0], durations[-1] + 1)):
-        return f"whole seconds from {durations[0]} to {durations[-1]}"
-    return "one of " + ", ".join(str(d) for d in durations) + " seconds"
-
-
 def _utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
@@ -145,7 +105,7 @@ class RunwayAdapter(HttpAdapter):
         return Capabilities(
             provider=self.key,
             default_model=DEFAULT_MODEL,
-            models={name: self._model_capabilities(name, m) for name, m in _MODELS.items()},
+            models={name: model_capabilities(m) for name, m in MODELS.items()},
             credential_fields=["api_key"],
             can_cancel=True,
             connection_test="GET /v1/organization (credit balance; costs nothing)",
@@ -154,45 +114,6 @@ class RunwayAdapter(HttpAdapter):
             max_poll_interval=30,
             deadline=1800,
             downloads_need_auth=False,
-        )
-
-    @staticmethod
-    def _model_capabilities(name: str, m: _Model) -> ModelCapabilities:
-        def table(sizes: Sizes) -> str:
-            return ", ".join(
-                f"{aspect}@{tier}->{ratio}"
-                for tier, by_aspect in sizes.items()
-                for aspect, ratio in by_aspect.items()
-            )
-
-        text = f"text: {table(m.text)}; " if m.text else ""
-        aspects = {a for sizes in (m.text or {}, m.image) for tier in sizes.values() for a in tier}
-        tiers = {t for sizes in (m.text or {}, m.image) for t in sizes}
-        native, mapped, unsupported = "native", "mapped", "unsupported"
-        fields = {
-            "prompt": (native, "promptText, <= 1000 UTF-16 units"),
-            "negative_prompt": (native, "negativePrompt")
-            if m.negative_prompt
-            else (unsupported, "only Runway's Veo models take one"),
-            "aspect_ratio": (mapped, f"ratio in pixels; {text}image: {table(m.image)}"),
-            "motion_intensity": (unsupported, "describe it in the prompt"),
-            "duration": (native, f"duration, {_describe(m.durations)}"),
-            "resolution": (mapped, "picks the size tier of ratio; or WxH equal to a ratio"),
-            "style": (mapped, "appended to promptText"),
-            "quality": (unsupported, "pick the model instead"),
-            "fps": (unsupported, "the model's own frame rate"),
-            "seed": (native, "seed"),
-            "image_url": (native, "promptImage via /v1/image_to_video; https or data:"),
-        }
-        return ModelCapabilities(
-            fields={k: FieldMapping(support=v[0], note=v[1]) for k, v in fields.items()},
-            aspect_ratios=sorted(aspects),
-            durations=[float(d) for d in m.durations],
-            min_duration=m.durations[0],
-            max_duration=m.durations[-1],
-            resolutions=sorted(tiers),
-            text_to_video=m.text is not None,
-            image_to_video=True,
         )
 
     def validate(self, request: StandardVideoRequest) -> list[str]:
@@ -206,19 +127,19 @@ class RunwayAdapter(HttpAdapter):
             unsupported["negative_prompt"] = f"{name} ignores it (only veo3.1 models take one)"
         return [unsupported_warning(self.key, f, what) for f, what in unsupported.items()]
 
-    def _resolve(self, request: StandardVideoRequest) -> tuple[str, _Model, str | None]:
+    def _resolve(self, request: StandardVideoRequest) -> tuple[str, Model, str | None]:
         """The model and pixel ratio for `request`, or RequestValidationError with every problem."""
         name = request.model or DEFAULT_MODEL
-        model = _MODELS.get(name)
+        model = MODELS.get(name)
         if model is None:
-            allowed = ", ".join(_MODELS)
+            allowed = ", ".join(MODELS)
             problem = f"model: {name!r} is not a Runway model SceneFlow maps; allowed: {allowed}"
             raise RequestValidationError([problem], provider=self.key)
         problems: list[str] = []
         ratio = None
         sizes = model.image if request.image_url else model.text
         if sizes is None:
-            text_models = ", ".join(n for n, m in _MODELS.items() if m.text)
+            text_models = ", ".join(n for n, m in MODELS.items() if m.text)
             problems.append(
                 f"image_url: {name} only turns an image into video; set image_url, or choose "
                 f"one of {text_models}"
@@ -227,7 +148,8 @@ class RunwayAdapter(HttpAdapter):
             ratio = self._ratio(name, sizes, request, problems)
         if request.duration not in model.durations:  # 5.0 == 5; 5.5 is in no tuple
             problems.append(
-                f"duration: {name} takes {_describe(model.durations)}; got {request.duration:g}"
+                f"duration: {name} takes {describe_durations(model.durations)}; "
+                f"got {request.duration:g}"
             )
         prompt_len = _utf16_len(compose_prompt(request))
         if prompt_len > MAX_PROMPT_UTF16:

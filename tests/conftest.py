@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+# Test modules must not import this file: pytest loads it as `conftest`, so `tests.conftest`
+# would run it a second time and move PREFECT_HOME away from the Prefect already configured.
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="sceneflow-tests-"))
 os.environ.update(
     PREFECT_HOME=str(_SESSION_DIR / "prefect"),

@@ -3,6 +3,7 @@ worker, and share a sharded batch between two workers with every row done exactl
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import signal
@@ -19,7 +20,6 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.conftest import TEST_KEY
 from tests.deployments._prefect import tail_logs, wait_for_flow_run
 from tests.emulators._base import free_port
 
@@ -120,7 +120,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         PREFECT_LOGGING_LEVEL="INFO",
         SCENEFLOW_HOME=str(root / "sceneflow"),
         DATABASE_URL=f"sqlite:///{root / 'sceneflow' / 'sceneflow.db'}",
-        ENCRYPTION_KEY=TEST_KEY,
+        ENCRYPTION_KEY=base64.b64encode(os.urandom(32)).decode(),  # the stack's own
         SCENEFLOW_REPO=str(REPO),
     )
     s = Stack(root=root, api=api, env=env)

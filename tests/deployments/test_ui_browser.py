@@ -9,6 +9,7 @@ the repository root, which git ignores.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import signal
@@ -25,7 +26,6 @@ import pytest
 
 from flows.batch import batch_id_for
 from sceneflow.models import Provider
-from tests.conftest import TEST_KEY
 from tests.deployments._prefect import tail_logs, wait_for_flow_run
 from tests.emulators._base import free_port
 
@@ -118,7 +118,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         PREFECT_HOME=str(root / "prefect"),
         SCENEFLOW_HOME=str(root / "sceneflow"),
         DATABASE_URL=f"sqlite:///{root / 'sceneflow' / 'sceneflow.db'}",
-        ENCRYPTION_KEY=TEST_KEY,
+        ENCRYPTION_KEY=base64.b64encode(os.urandom(32)).decode(),  # the stack's own
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         DO_NOT_TRACK="1",
         # The scheduled inbox would otherwise run on the repository's own inbox folder.

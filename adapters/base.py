@@ -74,7 +74,8 @@ class Capabilities(BaseModel):
     connection_test: str = Field(description="What test_connection does, e.g. GET /v1/organization")
     poll_interval: float = Field(5, description="Seconds between polls at first.")
     max_poll_interval: float = 30
-    deadline: float = Field(1800, description="Seconds a job may take before it is cancelled.")
+    deadline: float = Field(1800, description="Seconds a job may run before it is cancelled.")
+    queue_deadline: float = Field(3600, description="Seconds it may wait queued, before that.")
     downloads_need_auth: bool = False
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 from typing import Any
 
 from prefect import flow, get_run_logger, tags
@@ -12,11 +11,11 @@ from pydantic import BaseModel
 
 from adapters import get_adapter
 from adapters.base import Credentials, VideoAdapter
-from flows.generate import deadline_for
 from sceneflow import jobs
 from sceneflow.batchfile import PromptRow, RowProblem
 from sceneflow.errors import SceneFlowError
 from sceneflow.models import JobStatus, Provider
+from sceneflow.polling import Deadlines, deadlines_for
 from tasks.batch import Progress, read_prompts, write_results
 from tasks.credentials import load_credentials
 from tasks.generation import download_video, submit_generation, wait_for_generation
@@ -76,13 +75,13 @@ async def _run_row(
     *,
     user_id: str,
     output_dir: str,
-    deadline_at: float,
+    deadlines: Deadlines,
 ) -> float | None:
     """Submit, wait, download. Three task runs a row, chosen to keep the batch's CPU low."""
     if isinstance(credentials, SceneFlowError):
         raise credentials
     job = await submit_generation(job, adapter, credentials, user_id)
-    result = await wait_for_generation(job, adapter, credentials, user_id, deadline_at)
+    result = await wait_for_generation(job, adapter, credentials, user_id, deadlines)
     done = await download_video(job, adapter, credentials, result, user_id, output_dir, row.row_id)
     return done.duration
 
@@ -107,7 +106,8 @@ async def generate_batch(
         output_dir: Folder or fsspec URL for the videos and results.csv.
         max_concurrency: Jobs in flight at once, per provider.
         force: Generate every row anew, even those already done.
-        deadline_seconds: Give up on a job (and cancel it) after this many seconds.
+        deadline_seconds: Give up on a job (and cancel it) once it has run this many seconds;
+            default per provider. Time in the provider's queue has its own limit.
     """
     if max_concurrency < 1:
         raise ValueError("max_concurrency must be at least 1")
@@ -142,7 +142,6 @@ async def generate_batch(
 
     async def run(row: PromptRow, job: jobs.JobRef) -> dict[str, Any]:
         adapter = adapters[row.provider]
-        deadline = deadline_for(row.provider, adapter.capabilities().deadline, deadline_seconds)
         duration = None
         # The provider tag lets a Prefect tag concurrency limit cap one provider across workers.
         async with limits[row.provider]:
@@ -155,7 +154,9 @@ async def generate_batch(
                         credentials[row.provider],
                         user_id=user_id,
                         output_dir=output_dir,
-                        deadline_at=time.time() + deadline,
+                        deadlines=deadlines_for(
+                            row.provider, adapter.capabilities(), deadline_seconds
+                        ),
                     )
             except SceneFlowError as e:
                 jobs.mark_failed(job.job_id, e)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 from prefect import flow, tags
 
 from adapters import get_adapter
 from sceneflow import jobs
 from sceneflow.errors import SceneFlowError
 from sceneflow.models import JobStatus, Provider, StandardVideoRequest, StandardVideoResult
-from sceneflow.settings import get_settings
+from sceneflow.polling import deadlines_for
 from tasks.credentials import load_credentials
 from tasks.generation import (
     download_video,
@@ -19,15 +17,6 @@ from tasks.generation import (
     wait_for_generation,
 )
 from tasks.record import record_outcome
-
-
-def deadline_for(provider: str, capability_deadline: float, override: float | None) -> float:
-    """Seconds a job may run: the flow's override, else SCENEFLOW_DEADLINES__<KEY>, else the
-    provider's own default."""
-    if override:
-        return override
-    configured = {k.lower(): v for k, v in get_settings().deadlines.items()}
-    return configured.get(provider, capability_deadline)
 
 
 @flow(name="generate-video", flow_run_name="generate-video[{provider}]")
@@ -47,20 +36,20 @@ async def generate_video(
         request: What to generate.
         output_dir: A folder or an fsspec URL (s3://bucket/prefix) for the video.
         force: Submit anew even if this request already ran.
-        deadline_seconds: Give up (and cancel) after this many seconds; default per provider.
+        deadline_seconds: Give up (and cancel) once the job has run this many seconds; default
+            per provider. Time in the provider's queue has its own limit (README, Configuration).
     """
     provider_key = Provider(provider).value
     warnings = validate_request(provider_key, request)
     credentials = await load_credentials(user_id, provider_key)
     job = jobs.prepare_job(user_id=user_id, provider=provider_key, request=request, force=force)
     adapter = get_adapter(provider_key)
-    caps = adapter.capabilities()
-    deadline_at = time.time() + deadline_for(provider_key, caps.deadline, deadline_seconds)
+    deadlines = deadlines_for(provider_key, adapter.capabilities(), deadline_seconds)
     try:
         # The provider tag lets a Prefect tag concurrency limit cap one provider across workers.
         with tags(f"provider:{provider_key}"):
             job = await submit_generation(job, adapter, credentials, user_id)
-            result = await wait_for_generation(job, adapter, credentials, user_id, deadline_at)
+            result = await wait_for_generation(job, adapter, credentials, user_id, deadlines)
             job = await download_video(job, adapter, credentials, result, user_id, output_dir)
     except SceneFlowError:
         record_outcome(job.job_id, user_id)

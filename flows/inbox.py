@@ -51,7 +51,7 @@ async def process_inbox(
         provider: Default provider for rows without a provider column.
         output_dir: Folder or fsspec URL; each CSV's videos go to a subfolder named by its claim.
         max_concurrency: Jobs in flight at once, per provider.
-        deadline_seconds: Give up on a job (and cancel it) after this many seconds.
+        deadline_seconds: Give up on a job (and cancel it) once it has run this many seconds.
         settle_seconds: Leave files changed more recently than this for the next run.
     """
     logger = get_run_logger()

@@ -65,7 +65,7 @@ async def generate_sharded_batch(
         shards: How many shard runs to start (at most one per row).
         max_concurrency: Jobs in flight at once, per provider, within each shard.
         force: Generate every row anew, even those already done.
-        deadline_seconds: Give up on a job (and cancel it) after this many seconds.
+        deadline_seconds: Give up on a job (and cancel it) once it has run this many seconds.
         deployment: The batch deployment that runs each shard.
         shard_timeout_seconds: Stop waiting for a shard after this long.
     """

@@ -1,4 +1,9 @@
-"""Polling a submitted job until it ends, adaptively and against a wall-clock deadline."""
+"""Polling a submitted job until it ends, adaptively and against wall-clock deadlines.
+
+A job has two limits (design.md §3): how long it may wait in the provider's queue, and how long
+it may run once started. Slow models can queue for a long time on a busy provider; one limit for
+both would cancel jobs that never had a chance to run.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
 
 from sceneflow import storage, store
 from sceneflow.db import session_scope
@@ -25,11 +32,33 @@ from sceneflow.jobs import (
     strip_signature,
 )
 from sceneflow.models import JobStatus, StandardVideoResult
+from sceneflow.settings import get_settings
 
 if TYPE_CHECKING:
-    from adapters.base import Credentials, VideoAdapter
+    from adapters.base import Capabilities, Credentials, VideoAdapter
 
 PROGRESS_WRITE_SECONDS = 5.0
+
+
+class Deadlines(BaseModel):
+    """Seconds a job may wait `queued`, then run; counted from `started_at` (epoch seconds)."""
+
+    started_at: float
+    queued: float
+    running: float
+
+
+def deadlines_for(provider: str, caps: Capabilities, running: float | None = None) -> Deadlines:
+    """From now: `running` if given, else SCENEFLOW_DEADLINES__<KEY>, else the provider's own
+    deadline; the queue's from SCENEFLOW_QUEUE_DEADLINES__<KEY>, else the provider's."""
+    settings = get_settings()
+    configured = {k.lower(): v for k, v in settings.deadlines.items()}
+    queue = {k.lower(): v for k, v in settings.queue_deadlines.items()}
+    return Deadlines(
+        started_at=time.time(),
+        queued=queue.get(provider, caps.queue_deadline),
+        running=running or configured.get(provider, caps.deadline),
+    )
 
 
 async def wait_for_job(
@@ -38,12 +67,14 @@ async def wait_for_job(
     credentials: Credentials,
     *,
     user_id: str,
-    deadline_at: float,
+    deadlines: Deadlines,
     logger: logging.Logger | logging.LoggerAdapter[Any] = log,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
 ) -> StandardVideoResult:
-    """Poll until the job ends or `deadline_at` (epoch seconds) passes; then cancel it and mark
-    it TIMED_OUT. Intervals start at the provider's guidance and back off."""
+    """Poll until the job ends or a deadline passes: the queue's while the provider reports it
+    QUEUED, then the running one from when it is first seen running (and never later than both
+    together from the start). At a deadline, cancel it and mark it TIMED_OUT. Intervals start
+    at the provider's guidance and back off."""
     caps = adapter.capabilities()
     interval = caps.poll_interval
     with session_scope() as session:
@@ -60,6 +91,7 @@ async def wait_for_job(
         raise GenerationFailedError(f"job {job_id} was never submitted", provider=job.provider)
     last_status: str | None = None
     last_write = 0.0
+    running_since: float | None = None
     while True:
         try:
             result: StandardVideoResult = await adapter.status(pid, credentials)
@@ -103,9 +135,19 @@ async def wait_for_job(
             )
             fail_job(job_id, result.status, error, user_id)
             raise error
-        if time.time() >= deadline_at:
-            return await _time_out(adapter, job_id, pid, credentials, user_id, logger)
-        await sleep(min(interval, max(deadline_at - time.time(), 0.05)))
+        now = time.time()
+        if result.status != JobStatus.QUEUED and running_since is None:
+            running_since = now
+        if running_since is None:
+            limit_at = deadlines.started_at + deadlines.queued
+            why = f"did not start before its queue deadline (queued over {deadlines.queued:g} s)"
+        else:
+            total = deadlines.started_at + deadlines.queued + deadlines.running
+            limit_at = min(running_since + deadlines.running, total)
+            why = f"did not finish before its deadline (ran over {deadlines.running:g} s)"
+        if now >= limit_at:
+            return await _time_out(adapter, job_id, pid, credentials, user_id, why, logger)
+        await sleep(min(interval, max(limit_at - now, 0.05)))
         interval = min(interval * 1.5, caps.max_poll_interval)
 
 
@@ -115,6 +157,7 @@ async def _time_out(
     pid: str,
     credentials: Credentials,
     user_id: str,
+    why: str,
     logger: logging.Logger | logging.LoggerAdapter[Any],
 ) -> Any:
     cancelled = "no cancel call exists for this provider"
@@ -125,8 +168,8 @@ async def _time_out(
         except ProviderError as e:
             cancelled = f"the cancel failed ({e})"
     error = GenerationTimeoutError(
-        f"{adapter.key} job {pid} did not finish before its deadline; {cancelled}. The job id is "
-        f"kept: `sceneflow status {job_id}` checks it later.",
+        f"{adapter.key} job {pid} {why}; {cancelled}. The job id is kept: "
+        f"`sceneflow status {job_id}` checks it later.",
         provider=adapter.key,
     )
     logger.warning("%s", error)

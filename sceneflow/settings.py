@@ -39,8 +39,10 @@ class Settings(BaseSettings):
 
     # SCENEFLOW_BASE_URLS__RUNWAY=http://127.0.0.1:9001 points one provider elsewhere.
     base_urls: dict[str, str] = Field(default_factory=dict)
-    # Seconds a job may take before it is cancelled and TIMED_OUT; per provider overrides.
+    # Seconds a job may run, and wait in the provider's queue before that, before it is
+    # cancelled and TIMED_OUT: per provider overrides (SCENEFLOW_QUEUE_DEADLINES__KLING=7200).
     deadlines: dict[str, float] = Field(default_factory=dict)
+    queue_deadlines: dict[str, float] = Field(default_factory=dict)
 
     def sqlalchemy_url(self) -> str:
         """DATABASE_URL, else PostgreSQL from DB_*, else a SQLite file in the data directory."""

@@ -72,15 +72,15 @@ async def wait_for_generation(
     adapter: VideoAdapter,
     credentials: Credentials,
     user_id: str,
-    deadline_at: float,
+    deadlines: polling.Deadlines,
 ) -> StandardVideoResult:
-    """Poll adaptively until the job is done; cancel it and time out at the deadline."""
+    """Poll adaptively until the job is done; cancel it and time out at a deadline."""
     return await polling.wait_for_job(
         adapter,
         job.job_id,
         credentials,
         user_id=user_id,
-        deadline_at=deadline_at,
+        deadlines=deadlines,
         logger=get_run_logger(),
     )
 

@@ -1,0 +1,157 @@
+"""Polling against two deadlines (design.md §3): time in the provider's queue and time running
+are limited separately, so a long queue never cancels a job that had no chance to run. Plain
+functions over a scripted adapter and a fake clock: no Prefect, no waiting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.base import Capabilities, Credentials
+from sceneflow import jobs, polling, store
+from sceneflow.db import session_scope
+from sceneflow.errors import GenerationTimeoutError
+from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
+from sceneflow.polling import Deadlines, deadlines_for, wait_for_job
+from sceneflow.settings import get_settings
+
+CREDS = Credentials({"api_key": "k"})
+Q, P, C = JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.COMPLETED
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+    monotonic = time
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Scripted:
+    """Reports `script[i]` at the i-th poll (the last one repeats) and records cancels."""
+
+    key = "runway"
+
+    def __init__(self, script: list[JobStatus]) -> None:
+        self.script, self.polls, self.cancels = script, 0, 0
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            provider=self.key,
+            default_model="m",
+            models={},
+            credential_fields=["api_key"],
+            can_cancel=True,
+            connection_test="none",
+            poll_interval=10,
+            max_poll_interval=10,
+            deadline=30,
+            queue_deadline=100,
+        )
+
+    async def status(self, job_id: str, credentials: Credentials) -> StandardVideoResult:
+        status = self.script[min(self.polls, len(self.script) - 1)]
+        self.polls += 1
+        return StandardVideoResult(status=status, provider_job_id=job_id)
+
+    async def cancel(self, job_id: str, credentials: Credentials) -> None:
+        self.cancels += 1
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(polling, "time", fake)
+    return fake
+
+
+@pytest.fixture
+def job_id(sceneflow_env: Path) -> str:
+    request = StandardVideoRequest(prompt="A slow model", aspect_ratio="16:9", motion_intensity=5)
+    ref = jobs.prepare_job(user_id="ann", provider="runway", request=request)
+    with session_scope() as session:
+        store.update_job(session=session, job_id=ref.job_id, provider_job_id="task-1")
+    return ref.job_id
+
+
+async def wait(adapter: Scripted, job_id: str, clock: Clock, queued: float, running: float) -> Any:
+    deadlines = Deadlines(started_at=clock.now, queued=queued, running=running)
+    return await wait_for_job(
+        adapter,  # type: ignore[arg-type]
+        job_id,
+        CREDS,
+        user_id="ann",
+        deadlines=deadlines,
+        sleep=clock.sleep,
+    )
+
+
+def status_of(job_id: str) -> tuple[str, str | None]:
+    with session_scope() as session:
+        job = store.get_job(session=session, job_id=job_id)
+        assert job is not None
+        return job.status, job.error
+
+
+async def test_a_long_queue_does_not_eat_the_running_time(clock: Clock, job_id: str) -> None:
+    # 60 s queued, 20 s running: 80 s in all, well past the 30 s a job may run.
+    adapter = Scripted([Q] * 7 + [P] * 2 + [C])
+    result = await wait(adapter, job_id, clock, queued=100, running=30)
+    assert result.status == C and adapter.cancels == 0
+    assert status_of(job_id)[0] == "COMPLETED"
+
+
+async def test_a_job_stuck_in_the_queue_hits_the_queue_deadline(clock: Clock, job_id: str) -> None:
+    adapter = Scripted([Q])
+    with pytest.raises(GenerationTimeoutError) as e:
+        await wait(adapter, job_id, clock, queued=50, running=30)
+    assert str(e.value).startswith(
+        "runway job task-1 did not start before its queue deadline (queued over 50 s); "
+        "a cancel was sent. The job id is kept: `sceneflow status"
+    )
+    assert adapter.cancels == 1 and clock.now - 1_000_000 == pytest.approx(50)
+    assert status_of(job_id) == ("TIMED_OUT", str(e.value))
+
+
+async def test_the_running_deadline_counts_from_when_the_job_starts(
+    clock: Clock, job_id: str
+) -> None:
+    adapter = Scripted([Q] * 4 + [P])  # seen running at 40 s, then never finishes
+    with pytest.raises(
+        GenerationTimeoutError, match=r"did not finish before its deadline \(ran over 30 s\)"
+    ):
+        await wait(adapter, job_id, clock, queued=100, running=30)
+    assert clock.now - 1_000_000 == pytest.approx(70) and adapter.cancels == 1
+
+
+async def test_both_limits_together_bound_a_job_that_flips_back_to_queued(
+    clock: Clock, job_id: str
+) -> None:
+    # Running from the first poll, then reported queued again (a provider re-queues it): the
+    # running clock keeps counting from the first start.
+    adapter = Scripted([P, Q])
+    with pytest.raises(GenerationTimeoutError, match="ran over 30 s"):
+        await wait(adapter, job_id, clock, queued=100, running=30)
+    assert clock.now - 1_000_000 == pytest.approx(30)
+
+
+def test_deadlines_come_from_the_flow_then_settings_then_the_provider(
+    monkeypatch: pytest.MonkeyPatch, clock: Clock
+) -> None:
+    caps = Scripted([Q]).capabilities()
+    assert deadlines_for("runway", caps) == Deadlines(started_at=clock.now, queued=100, running=30)
+    monkeypatch.setenv("SCENEFLOW_QUEUE_DEADLINES__RUNWAY", "7200")
+    monkeypatch.setenv("SCENEFLOW_DEADLINES__RUNWAY", "600")
+    get_settings.cache_clear()
+    assert deadlines_for("runway", caps) == Deadlines(
+        started_at=clock.now, queued=7200, running=600
+    )
+    assert deadlines_for("runway", caps, running=5).running == 5
+    assert deadlines_for("luma", caps).queued == 100  # another provider's override is not ours

@@ -38,6 +38,14 @@ def deployments_apply(
     check: Annotated[
         bool, typer.Option("--check", help="Validate the manifest only; touch no server.")
     ] = False,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="Also delete deployments an earlier apply made whose rows are gone "
+            "(prefect.yaml's are never touched).",
+        ),
+    ] = False,
 ) -> None:
     """Create or update the deployments a manifest CSV defines; equal ones are left alone."""
     repo = checkout_directory()
@@ -52,6 +60,11 @@ def deployments_apply(
         detail = f" (changed: {', '.join(fields)})" if fields else ""
         console.print(f"{change:<9} {spec.full_name} (row {spec.row_number}){detail}")
     counts = {c: sum(o[1] == c for o in outcomes) for c in ("created", "updated", "unchanged")}
+    if prune:
+        deleted = asyncio.run(manifest.prune_deployments(specs))
+        for name in deleted:
+            console.print(f"{'deleted':<9} {name} (no longer in {path.name})")
+        counts["deleted"] = len(deleted)
     console.print(", ".join(f"{n} {c}" for c, n in counts.items()))
 
 

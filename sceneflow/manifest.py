@@ -331,3 +331,25 @@ async def apply_specs(
             )
             outcomes.append((spec, "created" if existing is None else "updated", changed))
     return outcomes
+
+
+async def prune_deployments(
+    keep: list[DeploymentSpec], *, client: PrefectClient | None = None
+) -> list[str]:
+    """Delete the deployments an earlier apply made (tagged with TAGS) that `keep` no longer
+    lists, and return their names. prefect.yaml's deployments never carry the manifest tag."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+
+    wanted = {spec.full_name for spec in keep}
+    gone: list[str] = []
+    async with client or get_client() as api:
+        made = await api.read_deployments(
+            deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=list(TAGS)))
+        )
+        for deployment in made:
+            name = f"{(await api.read_flow(deployment.flow_id)).name}/{deployment.name}"
+            if name not in wanted:
+                await api.delete_deployment(deployment.id)
+                gone.append(name)
+    return sorted(gone)

@@ -156,3 +156,53 @@ def test_apply_creates_then_changes_nothing_then_updates_only_what_changed(
     assert "updated   generate-batch/nightly (row 2) (changed: parameters)" in third.stdout
     assert "1 updated, 2 unchanged" in third.stdout
     assert asyncio.run(_deployments())["generate-batch/nightly"].parameters["max_concurrency"] == 6
+
+
+async def _make_by_hand(name: str) -> None:
+    """A deployment that did not come from the manifest, as `prefect deploy` makes them."""
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        flow_id = await client.create_flow_from_name("generate-batch")
+        await client.create_deployment(
+            flow_id=flow_id,
+            name=name,
+            entrypoint="flows/batch.py:generate_batch",
+            tags=["sceneflow"],
+        )
+
+
+async def _names() -> set[str]:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        return {
+            f"{(await client.read_flow(d.flow_id)).name}/{d.name}"
+            for d in await client.read_deployments()
+        }
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_prune_deletes_only_what_the_manifest_made_and_no_longer_lists(tmp_path: Path) -> None:
+    asyncio.run(_ensure_pool())
+    asyncio.run(_make_by_hand("hand-made"))
+    source = tmp_path / "prompts.csv"
+    source.write_text("prompt\nA lantern\n")
+    keep = f"keep-me,batch,{source},demo,local,,UTC,1,,true\n"
+    both = keep + f"drop-me,batch,{source},demo,local,,UTC,1,,true\n"
+    path = write(tmp_path, both)
+    assert invoke("deployments", "apply", str(path)).exit_code == 0
+    assert {"generate-batch/keep-me", "generate-batch/drop-me"} <= asyncio.run(_names())
+
+    path.write_text(HEADER + keep)
+    without = invoke("deployments", "apply", str(path))
+    assert without.exit_code == 0, without.output
+    assert "generate-batch/drop-me" in asyncio.run(_names())  # a plain apply never deletes
+
+    pruned = invoke("deployments", "apply", str(path), "--prune")
+    assert pruned.exit_code == 0, pruned.output
+    assert "deleted   generate-batch/drop-me (no longer in schedules.csv)" in pruned.stdout
+    assert "0 created, 0 updated, 1 unchanged" in pruned.stdout
+    names = asyncio.run(_names())
+    assert "generate-batch/drop-me" not in names
+    assert {"generate-batch/keep-me", "generate-batch/hand-made"} <= names

@@ -1,16 +1,19 @@
 """End to end on a real `prefect server`: deploy prefect.yaml, run batch-from-csv on a process
-worker, and share a sharded batch between two workers with every row done exactly once."""
+worker, and share a sharded batch between two workers with every row done exactly once. With a
+test PostgreSQL (always in CI) the server and SceneFlow both keep their data there, as in
+production; without one, in SQLite files."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +22,7 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from tests.deployments._prefect import tail_logs, wait_for_flow_run
 from tests.emulators._base import free_port
@@ -102,15 +106,49 @@ class Stack:
         }
 
 
+@contextlib.contextmanager
+def _databases(root: Path) -> Iterator[tuple[str, str]]:
+    """(Prefect server URL, SceneFlow URL): two fresh PostgreSQL databases when the tests have
+    a server (always in CI), as in production (README, "Running the Prefect server on
+    PostgreSQL"); else SQLite files, the default a laptop gets."""
+    admin_url = os.environ.get("SCENEFLOW_TEST_POSTGRES_URL")
+    if not admin_url:
+        yield f"sqlite+aiosqlite:///{root / 'prefect.db'}", f"sqlite:///{root / 'sceneflow.db'}"
+        return
+    suffix = uuid.uuid4().hex[:10]
+    names = [f"e2e_prefect_{suffix}", f"e2e_sceneflow_{suffix}"]
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for name in names:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    server = admin_url.rsplit("/", 1)[0]
+    try:
+        yield (
+            f"{server.replace('+psycopg', '+asyncpg')}/{names[0]}",
+            f"{server}/{names[1]}",
+        )
+    finally:
+        with admin.connect() as conn:
+            for name in names:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("e2e")
+    with _databases(root) as (prefect_db, sceneflow_db):
+        yield from _stack(root, prefect_db, sceneflow_db)
+
+
+def _stack(root: Path, prefect_db: str, sceneflow_db: str) -> Iterator[Stack]:
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SCENEFLOW_"))}
     env.update(
         PREFECT_HOME=str(root / "prefect"),
         PREFECT_API_URL=api,
+        PREFECT_API_DATABASE_CONNECTION_URL=prefect_db,
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         DO_NOT_TRACK="1",
         PREFECT_UI_ENABLED="false",
@@ -119,7 +157,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         PREFECT_WORKER_QUERY_SECONDS="1",
         PREFECT_LOGGING_LEVEL="INFO",
         SCENEFLOW_HOME=str(root / "sceneflow"),
-        DATABASE_URL=f"sqlite:///{root / 'sceneflow' / 'sceneflow.db'}",
+        DATABASE_URL=sceneflow_db,
         ENCRYPTION_KEY=base64.b64encode(os.urandom(32)).decode(),  # the stack's own
         SCENEFLOW_REPO=str(REPO),
     )
@@ -173,16 +211,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         s.stop()
 
 
-def _jobs(stack: Stack, user_id: str) -> list[sqlite3.Row]:
-    with sqlite3.connect(stack.root / "sceneflow" / "sceneflow.db") as conn:
-        conn.row_factory = sqlite3.Row
-        return conn.execute(
-            "SELECT j.id, j.batch_id, j.row_number, j.status, j.output_path, "
-            "(SELECT COUNT(*) FROM generation_attempt a WHERE a.job_id = j.id "
-            " AND a.operation = 'submit') AS submits "
-            "FROM generation_job j WHERE j.user_id = ?",
-            (user_id,),
-        ).fetchall()
+def _jobs(stack: Stack, user_id: str) -> list[sa.RowMapping]:
+    engine = sa.create_engine(stack.env["DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            return list(
+                conn.execute(
+                    sa.text(
+                        "SELECT j.id, j.batch_id, j.row_number, j.status, j.output_path, "
+                        "(SELECT COUNT(*) FROM generation_attempt a WHERE a.job_id = j.id "
+                        " AND a.operation = 'submit') AS submits "
+                        "FROM generation_job j WHERE j.user_id = :user"
+                    ),
+                    {"user": user_id},
+                ).mappings()
+            )
+    finally:
+        engine.dispose()
 
 
 def test_a_worker_runs_batch_from_csv_with_its_videos(stack: Stack) -> None:
@@ -246,3 +291,10 @@ def test_two_workers_share_a_sharded_batch_and_each_row_is_done_once(stack: Stac
     assert all(j["submits"] == 1 and j["status"] == "COMPLETED" for j in jobs)
     rendered = set((stack.root / "sceneflow" / "local" / "jobs").glob("*")) - before
     assert len(rendered) == 9  # the local provider was asked for nine videos, no more
+    prefect_db = stack.env["PREFECT_API_DATABASE_CONNECTION_URL"]
+    if prefect_db.startswith("postgresql"):  # the runs really live in PostgreSQL
+        engine = sa.create_engine(prefect_db.replace("+asyncpg", "+psycopg"))
+        with engine.connect() as conn:
+            runs = conn.execute(sa.text("SELECT COUNT(*) FROM flow_run")).scalar_one()
+        engine.dispose()
+        assert runs >= 4  # at least this test's parent and its 3 shards

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from sceneflow import store
 from sceneflow.db import session_scope
-from sceneflow.errors import AmbiguousSubmitError
+from sceneflow.errors import AmbiguousSubmitError, NotFoundError
 from sceneflow.models import StandardVideoRequest
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ async def find_lost_job(
     with session_scope() as session:
         job = store.get_job(session=session, job_id=job_id)
         if job is None:
-            raise AmbiguousSubmitError(f"No generation job {job_id!r}", provider=adapter.key)
+            raise NotFoundError(f"No generation job {job_id!r}; `sceneflow status` lists jobs.")
         request = StandardVideoRequest.model_validate_json(job.request_json)
         sent_at = job.submitted_at or job.created_at
     lost = (

@@ -255,7 +255,9 @@ async def submit_job(
         provider_job_id = await call_logged(
             job_id, user_id, "lookup", lambda: find_lost_job(adapter, job_id, credentials, cause)
         )
-    except AmbiguousSubmitError as e:
+    except SceneFlowError as e:
+        # However the lookup failed (a 401 included), the job may exist: it stays UNKNOWN, which
+        # a re-run never starts over, instead of FAILED, which it would submit anew.
         fail_job(job_id, JobStatus.UNKNOWN, e, user_id)
         raise
     logger.warning("job %s: its lost submit had created %s; resuming", job_id, provider_job_id)

@@ -12,10 +12,11 @@ import pytest
 from sqlmodel import col, select
 
 import adapters
+from adapters.base import Credentials
 from flows.generate import generate_video
-from sceneflow import store
+from sceneflow import jobs, store
 from sceneflow.db import session_scope
-from sceneflow.errors import AmbiguousSubmitError
+from sceneflow.errors import AmbiguousSubmitError, AuthError
 from sceneflow.models import JobStatus, StandardVideoRequest
 from sceneflow.settings import get_settings
 from tests.emulators import replicate, runway
@@ -124,3 +125,35 @@ async def test_a_provider_with_no_lookup_reports_the_lost_submit(emulators, tmp_
     job, attempts = _job("runway")
     assert job.status == JobStatus.UNKNOWN and emu.submissions == 0
     assert attempts == [("submit", "error"), ("lookup", "error"), ("lookup", "error")]
+
+
+class _LookupRefused:
+    """The submit's reply is lost, then the provider refuses the key for the lookup."""
+
+    key = "replicate"
+
+    async def submit(self, request: StandardVideoRequest, credentials: Any) -> str:
+        raise AmbiguousSubmitError("replicate: the reply was lost (ReadTimeout)", provider=self.key)
+
+    async def find_submitted(self, request: Any, credentials: Any, *, since: Any) -> list[str]:
+        raise AuthError(
+            "replicate answered HTTP 401: bad token", provider=self.key, status_code=401
+        )
+
+
+async def test_a_failed_lookup_keeps_the_job_unknown_so_no_rerun_pays_again(sceneflow_env) -> None:
+    with session_scope() as session:
+        store.put_credentials(
+            session=session, user_id="ann", provider="replicate", credentials={"api_key": "k"}
+        )
+    ref = jobs.prepare_job(user_id="ann", provider="replicate", request=REQUEST)
+    with pytest.raises(AuthError):
+        await jobs.submit_job(_LookupRefused(), ref.job_id, Credentials({}), user_id="ann")  # type: ignore[arg-type]
+    job, attempts = _job("replicate")
+    assert job.status == JobStatus.UNKNOWN  # FAILED would make a re-run submit anew
+    assert attempts == [("submit", "error"), ("lookup", "error")]
+    with session_scope() as session:
+        config = store.get_config(session=session, user_id="ann", provider="replicate")
+        assert config is not None and config.is_valid is False  # the 401 still counts
+    again = jobs.prepare_job(user_id="ann", provider="replicate", request=REQUEST)
+    assert again.generation == ref.generation  # not restarted

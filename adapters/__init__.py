@@ -1,23 +1,25 @@
-"""Provider adapters and the registry that maps provider keys to them.
+"""Provider adapters, the registry that maps provider keys to them, and the `Provider` enum.
 
 The registry is an explicit dict, not discovery by naming convention: a test asserts that every
-module in this package is registered and that every entry imports.
+module in this package is registered and that every entry imports. `Provider` is made from the
+registry, so a new provider is one entry here and nothing else outside its own module.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from importlib import import_module
-from typing import Any
 
 import httpx
 
-from adapters.base import Capabilities, Credentials, VideoAdapter
 from sceneflow.errors import UnknownProviderError
+from sceneflow.providers import VideoAdapter
+from sceneflow.settings import get_settings
 
-__all__ = ["REGISTRY", "Capabilities", "Credentials", "VideoAdapter", "get_adapter", "known"]
+__all__ = ["REGISTRY", "Provider", "adapter_class", "get_adapter", "known"]
 
-# provider key -> "module:Class"; imported lazily so one provider's SDK-free module is never a
-# cost for another's user.
+# provider key -> "module:Class"; imported on first use, so that one provider's imports (PyAV for
+# local, google-auth for vertex) are never a cost for another provider's user.
 REGISTRY: dict[str, str] = {
     "local": "adapters.local:LocalAdapter",
     "runway": "adapters.runway:RunwayAdapter",
@@ -28,12 +30,15 @@ REGISTRY: dict[str, str] = {
     "fal": "adapters.fal:FalAdapter",
 }
 
+# A flow parameter typed `Provider` becomes a dropdown in the Prefect UI.
+Provider = StrEnum("Provider", {key.upper(): key for key in REGISTRY})  # type: ignore[misc]
+
 
 def known() -> list[str]:
     return sorted(REGISTRY)
 
 
-def adapter_class(provider: str) -> type[Any]:
+def adapter_class(provider: str) -> type[VideoAdapter]:
     try:
         target = REGISTRY[provider]
     except KeyError:
@@ -49,8 +54,6 @@ def get_adapter(
     SCENEFLOW_BASE_URLS__<KEY>, else the provider's public endpoint."""
     cls = adapter_class(provider)
     if base_url is None:
-        from sceneflow.settings import get_settings
-
         urls = {k.lower(): v for k, v in get_settings().base_urls.items()}
         base_url = urls.get(provider)
-    return cls(client=client, base_url=base_url)  # type: ignore[no-any-return]
+    return cls(client=client, base_url=base_url)  # type: ignore[call-arg]

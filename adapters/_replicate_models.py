@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from adapters.base import FieldMapping, ModelCapabilities
 from sceneflow.models import StandardVideoRequest
+from sceneflow.providers import FieldMapping, ModelCapabilities
 
 _NATIVE, _MAPPED, _UNSUPPORTED = "native", "mapped", "unsupported"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from adapters.base import FieldMapping, ModelCapabilities
+from sceneflow.providers import FieldMapping, ModelCapabilities
 
 # size tier -> aspect ratio -> Runway pixel ratio
 Sizes = dict[str, dict[str, str]]

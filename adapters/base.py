@@ -1,25 +1,24 @@
-"""The adapter contract, the credentials container, and the HTTP plumbing adapters share.
+"""The HTTP plumbing adapters share: an injected client, one attempt, errors translated once.
 
-An adapter makes exactly one attempt per call. Retries, backoff and deadlines belong to the
-Prefect tasks (``tasks.policies``). Errors are translated here, once, into ``sceneflow.errors``.
+The contract adapters implement is `sceneflow.providers`. An adapter makes exactly one attempt
+per call; retries, backoff and deadlines belong to the Prefect tasks (`tasks/policies.py`).
+Transport and HTTP failures are translated here, once, into `sceneflow.errors`.
 """
 
 from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol, Self, TypeVar, runtime_checkable
+from typing import Any, Self, TypeVar
 
 import httpx
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from sceneflow.errors import (
     AmbiguousSubmitError,
     AuthError,
-    CredentialsError,
     ModerationError,
     ProviderError,
     RateLimitedError,
@@ -27,142 +26,18 @@ from sceneflow.errors import (
     TransientError,
 )
 from sceneflow.models import StandardVideoRequest, StandardVideoResult
+from sceneflow.providers import Credentials
 
 __all__ = [
-    "Capabilities",
-    "Credentials",
-    "FieldMapping",
     "HttpAdapter",
-    "ModelCapabilities",
-    "VideoAdapter",
+    "compose_prompt",
     "parse_retry_after",
     "parse_timestamp",
+    "require_output_url",
+    "unsupported_warning",
 ]
 
-Support = Literal["native", "mapped", "unsupported"]
 M = TypeVar("M", bound=BaseModel)
-
-
-class FieldMapping(BaseModel):
-    """How one StandardVideoRequest field reaches the provider."""
-
-    support: Support
-    note: str = ""
-
-
-class ModelCapabilities(BaseModel):
-    """What one provider model accepts. `fields` covers every request field but `model`."""
-
-    fields: dict[str, FieldMapping]
-    aspect_ratios: list[str]
-    durations: list[float] | None = Field(
-        None, description="Allowed durations in seconds; None means any in min..max."
-    )
-    min_duration: float = 1
-    max_duration: float = 120
-    resolutions: list[str] | None = None
-    text_to_video: bool = True
-    image_to_video: bool = False
-
-
-class Capabilities(BaseModel):
-    provider: str
-    default_model: str
-    models: dict[str, ModelCapabilities]
-    credential_fields: list[str] = Field(description="Keys the stored credential JSON must have.")
-    can_cancel: bool
-    connection_test: str = Field(description="What test_connection does, e.g. GET /v1/organization")
-    poll_interval: float = Field(5, description="Seconds between polls at first.")
-    max_poll_interval: float = 30
-    deadline: float = Field(1800, description="Seconds a job may run before it is cancelled.")
-    queue_deadline: float = Field(3600, description="Seconds it may wait queued, before that.")
-    downloads_need_auth: bool = False
-
-
-class Credentials:
-    """Decrypted credential fields. Lives in memory only: it refuses to be pickled or printed.
-
-    Prefect persists task results and may hash task inputs by pickling; refusing to pickle turns
-    an accidental persistence into a loud error instead of a key on disk.
-    """
-
-    __slots__ = ("_values",)
-
-    def __init__(self, values: Mapping[str, Any]) -> None:
-        self._values = dict(values)
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self._values.get(name, default)
-
-    def require(self, name: str, *, provider: str) -> str:
-        value = self._values.get(name)
-        if not value or not isinstance(value, str):
-            raise CredentialsError(
-                f"Stored credentials for {provider!r} have no {name!r} field. Run "
-                f"`sceneflow creds set USER {provider}` with JSON that includes {name!r}."
-            )
-        return value
-
-    def fields(self) -> list[str]:
-        return sorted(self._values)
-
-    def redact(self, text: str) -> str:
-        """`text` with every secret value replaced: some providers echo the key they refused."""
-        for secret in _string_leaves(self._values):
-            if len(secret) >= 8:
-                text = text.replace(secret, "[redacted]")
-        return text
-
-    def __repr__(self) -> str:
-        return f"Credentials(fields={self.fields()})"
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> Any:
-        raise TypeError("Credentials must never be pickled, cached or persisted")
-
-
-def _string_leaves(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [leaf for item in value.values() for leaf in _string_leaves(item)]
-    if isinstance(value, list | tuple):
-        return [leaf for item in value for leaf in _string_leaves(item)]
-    return []
-
-
-@runtime_checkable
-class VideoAdapter(Protocol):
-    """What every provider module implements. See README, "Adding a provider"."""
-
-    key: str
-
-    def capabilities(self) -> Capabilities: ...
-
-    def validate(self, request: StandardVideoRequest) -> list[str]:
-        """Raise RequestValidationError for what the provider cannot do; return warnings for
-        fields it has no equivalent for (they are reported, never dropped silently)."""
-
-    async def submit(self, request: StandardVideoRequest, credentials: Credentials) -> str: ...
-
-    async def status(self, job_id: str, credentials: Credentials) -> StandardVideoResult: ...
-
-    async def cancel(self, job_id: str, credentials: Credentials) -> None: ...
-
-    async def download(
-        self, result: StandardVideoResult, credentials: Credentials, destination: Path
-    ) -> Path: ...
-
-    async def test_connection(self, credentials: Credentials) -> None: ...
-
-    async def find_submitted(
-        self, request: StandardVideoRequest, credentials: Credentials, *, since: datetime
-    ) -> list[str] | None:
-        """Ids of jobs created since `since` with `request`'s inputs, newest first, so a submit
-        whose reply was lost resumes its job; None if the provider cannot list (design.md §3)."""
-
-    async def aclose(self) -> None: ...
 
 
 def parse_retry_after(headers: httpx.Headers) -> float | None:

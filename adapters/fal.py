@@ -24,16 +24,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from adapters.base import (
-    Capabilities,
-    Credentials,
-    FieldMapping,
-    HttpAdapter,
-    ModelCapabilities,
-    compose_prompt,
-    require_output_url,
-    unsupported_warning,
-)
+from adapters.base import HttpAdapter, compose_prompt, require_output_url, unsupported_warning
 from sceneflow.errors import (
     AmbiguousSubmitError,
     AuthError,
@@ -43,6 +34,7 @@ from sceneflow.errors import (
     RequestValidationError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
+from sceneflow.providers import Capabilities, Credentials, FieldMapping, ModelCapabilities
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "FalAdapter"]
 
@@ -236,7 +228,6 @@ class FalAdapter(HttpAdapter):
             poll_interval=5,
             max_poll_interval=30,
             deadline=1800,
-            downloads_need_auth=False,
         )
 
     def validate(self, request: StandardVideoRequest) -> list[str]:

@@ -35,9 +35,9 @@ from typing import Any
 import av
 
 from adapters._local_render import ENCODER, decode_image, render
-from adapters.base import Capabilities, Credentials, FieldMapping, ModelCapabilities
 from sceneflow.errors import NotFoundError, ProviderError, RequestValidationError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
+from sceneflow.providers import Capabilities, Credentials, FieldMapping, ModelCapabilities
 from sceneflow.settings import get_settings
 
 __all__ = ["LocalAdapter"]

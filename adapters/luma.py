@@ -17,11 +17,7 @@ import httpx
 from pydantic import BaseModel
 
 from adapters.base import (
-    Capabilities,
-    Credentials,
-    FieldMapping,
     HttpAdapter,
-    ModelCapabilities,
     compose_prompt,
     parse_timestamp,
     require_output_url,
@@ -29,6 +25,7 @@ from adapters.base import (
 )
 from sceneflow.errors import RequestValidationError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
+from sceneflow.providers import Capabilities, Credentials, FieldMapping, ModelCapabilities
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "ENV_KEY", "LumaAdapter"]
 
@@ -100,7 +97,6 @@ _CAPABILITIES = Capabilities(
     poll_interval=3,  # Luma's own polling loop sleeps 3 s
     max_poll_interval=30,
     deadline=1800,
-    downloads_need_auth=False,
 )
 
 _STATES: dict[str, JobStatus] = {

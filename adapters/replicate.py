@@ -27,8 +27,6 @@ from adapters._replicate_models import (
     model_capabilities,
 )
 from adapters.base import (
-    Capabilities,
-    Credentials,
     HttpAdapter,
     compose_prompt,
     parse_timestamp,
@@ -37,6 +35,7 @@ from adapters.base import (
 )
 from sceneflow.errors import ModerationError, RequestValidationError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
+from sceneflow.providers import Capabilities, Credentials
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "ENV_KEY", "MODELS", "ReplicateAdapter"]
 
@@ -115,7 +114,6 @@ class ReplicateAdapter(HttpAdapter):
             poll_interval=2,
             max_poll_interval=15,
             deadline=1800,  # Replicate stops a prediction after 30 minutes
-            downloads_need_auth=True,
         )
 
     def auth_headers(self, credentials: Credentials) -> dict[str, str]:

@@ -15,14 +15,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, Field
 
 from adapters._runway_models import MODELS, Model, Sizes, describe_durations, model_capabilities
-from adapters.base import (
-    Capabilities,
-    Credentials,
-    HttpAdapter,
-    compose_prompt,
-    require_output_url,
-    unsupported_warning,
-)
+from adapters.base import HttpAdapter, compose_prompt, require_output_url, unsupported_warning
 from sceneflow.errors import (
     AmbiguousSubmitError,
     AuthError,
@@ -33,6 +26,7 @@ from sceneflow.errors import (
     TransientError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
+from sceneflow.providers import Capabilities, Credentials
 
 __all__ = ["RunwayAdapter"]
 
@@ -113,7 +107,6 @@ class RunwayAdapter(HttpAdapter):
             poll_interval=5,
             max_poll_interval=30,
             deadline=1800,
-            downloads_need_auth=False,
         )
 
     def validate(self, request: StandardVideoRequest) -> list[str]:

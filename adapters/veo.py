@@ -17,18 +17,10 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from adapters.base import (
-    Capabilities,
-    Credentials,
-    FieldMapping,
-    HttpAdapter,
-    ModelCapabilities,
-    compose_prompt,
-    require_output_url,
-    unsupported_warning,
-)
+from adapters.base import HttpAdapter, compose_prompt, require_output_url, unsupported_warning
 from sceneflow.errors import AuthError, ProviderError, RequestValidationError, TransientError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
+from sceneflow.providers import Capabilities, Credentials, FieldMapping, ModelCapabilities
 
 __all__ = ["VeoAdapter"]
 
@@ -192,7 +184,6 @@ class VeoAdapter(HttpAdapter):
             poll_interval=10,
             max_poll_interval=30,
             deadline=900,
-            downloads_need_auth=True,
         )
 
     def _model_caps(self, spec: ModelSpec) -> ModelCapabilities:

@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from adapters.base import Credentials
 from adapters.veo import VEO2, VEO3, VEO_FPS, ModelSpec, OperationError, VeoAdapter, finished
 from sceneflow.errors import (
     AuthError,
@@ -28,6 +27,7 @@ from sceneflow.errors import (
     TransientError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
+from sceneflow.providers import Credentials
 
 __all__ = ["VertexVeoAdapter"]
 

@@ -146,9 +146,9 @@ def _prompt(i: int) -> str:
 
 async def baseline(rows: int, concurrency: int, base_url: str, out: Path) -> None:
     """Submit, poll at the adapter's interval, download: what any client must do at least."""
-    from adapters.base import Credentials
     from adapters.runway import RunwayAdapter
     from sceneflow.models import JobStatus, StandardVideoRequest
+    from sceneflow.providers import Credentials
     from tests.emulators.runway import API_KEY
 
     credentials = Credentials({"api_key": API_KEY})
@@ -180,8 +180,8 @@ def _write_csv(path: Path, rows: int) -> str:
 
 
 async def pipeline(csv_path: str, concurrency: int, out: Path) -> None:
+    from adapters import Provider
     from flows.batch import generate_batch
-    from sceneflow.models import Provider
 
     summary = await generate_batch(
         csv_path, USER, provider=Provider.RUNWAY, output_dir=str(out), max_concurrency=concurrency

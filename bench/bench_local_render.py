@@ -46,9 +46,9 @@ def baseline_seconds(frames: int, preset: str, crf: int, path: Path) -> float:
 
 async def render_jobs(jobs: int, quality: str) -> tuple[float, list[dict[str, Any]]]:
     """Submit `jobs` different 5 s 720p videos at once; wall time until all are COMPLETED."""
-    from adapters.base import Credentials
     from adapters.local import LocalAdapter
     from sceneflow.models import JobStatus, StandardVideoRequest
+    from sceneflow.providers import Credentials
 
     adapter, creds = LocalAdapter(), Credentials({})
     requests = [

@@ -9,13 +9,13 @@ from typing import Any
 from prefect import flow, get_run_logger, tags
 from pydantic import BaseModel
 
-from adapters import get_adapter
-from adapters.base import Credentials, VideoAdapter
+from adapters import Provider, get_adapter
 from sceneflow import jobs
 from sceneflow.batchfile import PromptRow, RowProblem
 from sceneflow.errors import SceneFlowError
-from sceneflow.models import JobStatus, Provider
+from sceneflow.models import JobStatus
 from sceneflow.polling import Deadlines, deadlines_for
+from sceneflow.providers import Credentials, VideoAdapter
 from tasks.batch import Progress, read_prompts, write_results
 from tasks.credentials import load_credentials
 from tasks.generation import download_video, submit_generation, wait_for_generation

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from prefect import flow, tags
 
-from adapters import get_adapter
+from adapters import Provider, get_adapter
 from sceneflow import jobs
 from sceneflow.errors import SceneFlowError
-from sceneflow.models import JobStatus, Provider, StandardVideoRequest, StandardVideoResult
+from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.polling import deadlines_for
 from tasks.credentials import load_credentials
 from tasks.generation import (

@@ -9,10 +9,10 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_table_artifact
 from pydantic import BaseModel
 
+from adapters import Provider
 from flows.batch import generate_batch
 from sceneflow import inbox, storage
 from sceneflow.errors import SceneFlowError
-from sceneflow.models import Provider
 
 # A claim this old was most likely left by a run that crashed; the log says how to retry it.
 _STUCK_AFTER_SECONDS = 6 * 3600

@@ -11,9 +11,10 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from pydantic import BaseModel
 
+from adapters import Provider
 from sceneflow import batchfile, storage
 from sceneflow.errors import SceneFlowError
-from sceneflow.models import JobStatus, Provider
+from sceneflow.models import JobStatus
 from sceneflow.shards import Shard, merge_results, split_prompts
 
 

@@ -14,11 +14,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import adapters
+from adapters import Provider
 from sceneflow import batchfile, store
 from sceneflow.cli import app, console, creds_app, err_console, handle_errors, require_provider
 from sceneflow.db import session_scope
 from sceneflow.errors import NotFoundError, RequestValidationError
-from sceneflow.models import TERMINAL_STATUSES, GatewayResponse, Provider, StandardVideoRequest
+from sceneflow.models import TERMINAL_STATUSES, GatewayResponse, StandardVideoRequest
 
 # Prefect's INFO lines would scroll the progress bar away; users can still ask for them.
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")

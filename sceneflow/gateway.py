@@ -15,17 +15,12 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import adapters
-from adapters.base import Capabilities, VideoAdapter
+from adapters import Provider
 from sceneflow import jobs, store
 from sceneflow.db import session_scope
 from sceneflow.errors import NotFoundError, ProviderError, SceneFlowError
-from sceneflow.models import (
-    GatewayResponse,
-    JobStatus,
-    Provider,
-    StandardVideoRequest,
-    StandardVideoResult,
-)
+from sceneflow.models import GatewayResponse, JobStatus, StandardVideoRequest, StandardVideoResult
+from sceneflow.providers import Capabilities, VideoAdapter
 
 __all__ = ["VideoGenerationGateway"]
 

@@ -41,7 +41,7 @@ from sceneflow.models import (
 )
 
 if TYPE_CHECKING:
-    from adapters.base import Credentials, VideoAdapter
+    from sceneflow.providers import Credentials, VideoAdapter
 
 log = logging.getLogger("sceneflow.jobs")
 

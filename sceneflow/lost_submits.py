@@ -18,7 +18,7 @@ from sceneflow.errors import AmbiguousSubmitError, NotFoundError
 from sceneflow.models import StandardVideoRequest
 
 if TYPE_CHECKING:
-    from adapters.base import Credentials, VideoAdapter
+    from sceneflow.providers import Credentials, VideoAdapter
 
 # The provider's clock may run behind ours; a job it stamps this much before our send is still
 # a candidate.

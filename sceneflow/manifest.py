@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from adapters import Provider
 from sceneflow.errors import ConfigError
-from sceneflow.models import Provider
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient

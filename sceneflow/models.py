@@ -12,25 +12,12 @@ __all__ = [
     "AspectRatio",
     "GatewayResponse",
     "JobStatus",
-    "Provider",
     "Quality",
     "StandardVideoRequest",
     "StandardVideoResult",
     "format_validation_error",
     "TERMINAL_STATUSES",
 ]
-
-
-class Provider(StrEnum):
-    """Provider keys known to SceneFlow. `adapters.REGISTRY` maps each to its adapter."""
-
-    LOCAL = "local"
-    RUNWAY = "runway"
-    VEO = "veo"
-    VERTEX = "vertex"
-    LUMA = "luma"
-    REPLICATE = "replicate"
-    FAL = "fal"
 
 
 class JobStatus(StrEnum):

@@ -35,7 +35,7 @@ from sceneflow.models import JobStatus, StandardVideoResult
 from sceneflow.settings import get_settings
 
 if TYPE_CHECKING:
-    from adapters.base import Capabilities, Credentials, VideoAdapter
+    from sceneflow.providers import Capabilities, Credentials, VideoAdapter
 
 PROGRESS_WRITE_SECONDS = 5.0
 

@@ -12,10 +12,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from adapters import adapter_class, get_adapter
-from adapters.base import Credentials
 from sceneflow import store
 from sceneflow.db import session_scope
 from sceneflow.errors import AuthError, CredentialsError
+from sceneflow.providers import Credentials
 
 
 def fetch_credentials(user_id: str, provider: str) -> Credentials:

@@ -14,9 +14,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
 from adapters import get_adapter
-from adapters.base import Credentials, VideoAdapter
 from sceneflow import jobs, polling
 from sceneflow.models import StandardVideoRequest, StandardVideoResult
+from sceneflow.providers import Credentials, VideoAdapter
 from tasks.policies import RETRY_OPTIONS
 
 

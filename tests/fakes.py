@@ -10,9 +10,9 @@ import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adapters.base import Capabilities, Credentials, FieldMapping, ModelCapabilities
 from sceneflow.errors import AuthError, TransientError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
+from sceneflow.providers import Capabilities, Credentials, FieldMapping, ModelCapabilities
 from tests.emulators._base import sample_mp4
 
 SECRET = "sk-test-SUPERSECRET-0123456789abcdef"

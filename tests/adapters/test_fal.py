@@ -13,7 +13,6 @@ import httpx
 import pytest
 
 from adapters import get_adapter
-from adapters.base import Credentials
 from adapters.fal import (
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
@@ -36,6 +35,7 @@ from sceneflow.errors import (
     TransientError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
+from sceneflow.providers import Credentials
 from tests.emulators._base import serve
 from tests.emulators.fal import API_KEY, FAIL_MSG, MODERATION_MSG, FalEmulator
 

@@ -12,9 +12,9 @@ import os
 
 import pytest
 
-from adapters.base import Credentials
 from adapters.fal import DEFAULT_MODEL, FalAdapter
 from sceneflow.errors import AuthError, RejectedError
+from sceneflow.providers import Credentials
 
 pytestmark = [
     pytest.mark.live,

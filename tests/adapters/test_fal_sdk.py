@@ -27,9 +27,9 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from adapters.base import Credentials
 from adapters.fal import KLING_I2V, KLING_T2V, VEO3_FAST, WAN_T2V, FalAdapter
 from sceneflow.models import JobStatus, StandardVideoRequest
+from sceneflow.providers import Credentials
 from tests.emulators._base import serve
 from tests.emulators.fal import API_KEY, FAIL_MSG, MODERATION_MSG, FalEmulator
 

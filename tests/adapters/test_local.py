@@ -23,11 +23,11 @@ import pytest
 import adapters._local_render as render_mod
 import adapters.local as local
 from adapters import get_adapter
-from adapters.base import Credentials, VideoAdapter
 from adapters.local import LocalAdapter, jobs_dir
 from sceneflow.errors import NotFoundError, ProviderError, RequestValidationError
 from sceneflow.media import probe_video
 from sceneflow.models import TERMINAL_STATUSES, JobStatus, StandardVideoRequest
+from sceneflow.providers import Credentials, VideoAdapter
 
 NO_CREDS = Credentials({})
 ROOT = Path(__file__).resolve().parents[2]

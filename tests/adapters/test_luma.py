@@ -13,7 +13,6 @@ import httpx
 import pytest
 
 from adapters import get_adapter
-from adapters.base import Credentials
 from adapters.luma import DEFAULT_BASE_URL, LumaAdapter
 from sceneflow.errors import (
     AmbiguousSubmitError,
@@ -26,6 +25,7 @@ from sceneflow.errors import (
     TransientError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
+from sceneflow.providers import Credentials
 from tests.emulators._base import serve
 from tests.emulators.luma import API_KEY, PREFIX, LumaEmulator
 
@@ -191,7 +191,7 @@ def test_capabilities_cover_every_request_field_per_model() -> None:
         assert set(model.fields) == expected
         assert model.durations == [5, 9]
     assert caps.credential_fields == ["api_key"]
-    assert caps.can_cancel is False and caps.downloads_need_auth is False
+    assert caps.can_cancel is False
 
 
 def test_registry_builds_luma_with_its_public_default_url() -> None:

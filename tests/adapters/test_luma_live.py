@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from adapters.base import Credentials
 from adapters.luma import ENV_KEY, LumaAdapter
+from sceneflow.providers import Credentials
 
 pytestmark = [
     pytest.mark.live,

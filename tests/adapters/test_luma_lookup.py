@@ -11,10 +11,10 @@ import lumaai
 import pytest
 
 import adapters.luma
-from adapters.base import Credentials
 from adapters.luma import LumaAdapter
 from sceneflow.errors import AmbiguousSubmitError
 from sceneflow.models import StandardVideoRequest
+from sceneflow.providers import Credentials
 from tests.emulators._base import serve
 from tests.emulators.luma import API_KEY, PREFIX, LumaEmulator
 

@@ -17,9 +17,9 @@ import pytest
 from lumaai.types import CreditGetResponse, Generation, PingCheckResponse
 from lumaai.types.generation import RequestGenerationRequest
 
-from adapters.base import Credentials
 from adapters.luma import LumaAdapter
 from sceneflow.models import JobStatus, StandardVideoRequest
+from sceneflow.providers import Credentials
 from tests.emulators._base import serve
 from tests.emulators.luma import API_KEY, PREFIX, LumaEmulator
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 import adapters
-from adapters.base import VideoAdapter
+from adapters import Provider
 from sceneflow.errors import UnknownProviderError
-from sceneflow.models import Provider, StandardVideoRequest
+from sceneflow.models import StandardVideoRequest
+from sceneflow.providers import VideoAdapter
 
 ADAPTER_DIR = Path(adapters.__file__).parent
 
@@ -58,8 +59,8 @@ def test_base_url_comes_from_the_setting(monkeypatch: pytest.MonkeyPatch):
 async def test_a_key_the_provider_echoes_back_never_reaches_the_error():
     import httpx
 
-    from adapters.base import Credentials
     from sceneflow.errors import AuthError
+    from sceneflow.providers import Credentials
 
     key = "key_" + "ab12" * 16
 

@@ -15,7 +15,6 @@ import pytest
 from starlette.applications import Starlette
 
 from adapters import get_adapter
-from adapters.base import Credentials
 from adapters.replicate import DEFAULT_BASE_URL, DEFAULT_MODEL, MODELS, ReplicateAdapter
 from sceneflow.errors import (
     AmbiguousSubmitError,
@@ -28,6 +27,7 @@ from sceneflow.errors import (
     TransientError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
+from sceneflow.providers import Credentials
 from tests.emulators._base import Emulator, serve
 from tests.emulators.replicate import (
     FAILURE_ERROR,

@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from adapters.base import Credentials
 from adapters.replicate import ENV_KEY, ReplicateAdapter
+from sceneflow.providers import Credentials
 
 pytestmark = [
     pytest.mark.live,

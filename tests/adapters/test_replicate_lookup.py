@@ -11,10 +11,10 @@ import httpx
 import pytest
 import replicate as replicate_sdk
 
-from adapters.base import Credentials
 from adapters.replicate import ReplicateAdapter
 from sceneflow.errors import AmbiguousSubmitError
 from sceneflow.models import StandardVideoRequest
+from sceneflow.providers import Credentials
 from tests.emulators._base import Emulator, serve
 from tests.emulators.replicate import TOKEN, create_app
 

@@ -23,9 +23,9 @@ from replicate.helpers import FileOutput
 from replicate.prediction import Prediction
 from starlette.applications import Starlette
 
-from adapters.base import Credentials
 from adapters.replicate import ReplicateAdapter, _progress
 from sceneflow.models import StandardVideoRequest
+from sceneflow.providers import Credentials
 from tests.emulators._base import Emulator, sample_mp4, serve
 from tests.emulators.replicate import TOKEN, VERSIONS, create_app, set_status
 

@@ -14,7 +14,6 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from adapters.base import Credentials
 from adapters.runway import RunwayAdapter
 from sceneflow.errors import (
     AmbiguousSubmitError,
@@ -28,6 +27,7 @@ from sceneflow.errors import (
     TransientError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
+from sceneflow.providers import Credentials
 from tests.emulators._base import serve
 from tests.emulators.runway import API_KEY, RunwayEmulator
 
@@ -201,7 +201,7 @@ def test_capabilities_cover_every_field_per_model():
     caps = RunwayAdapter().capabilities()
     fields = set(StandardVideoRequest.model_fields) - {"model"}
     assert caps.default_model == "gen4.5" and caps.credential_fields == ["api_key"]
-    assert caps.can_cancel and caps.poll_interval >= 5 and not caps.downloads_need_auth
+    assert caps.can_cancel and caps.poll_interval >= 5
     assert caps.connection_test.startswith("GET /v1/organization")
     for name, model in caps.models.items():
         assert set(model.fields) == fields, name

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from adapters import get_adapter
-from adapters.base import Credentials
+from sceneflow.providers import Credentials
 
 ENV = "RUNWAYML_API_SECRET"
 

@@ -25,9 +25,9 @@ from runwayml import AsyncRunwayML
 from runwayml.types import OrganizationRetrieveResponse
 from runwayml.types import task_retrieve_response as task_types
 
-from adapters.base import Credentials
 from adapters.runway import RunwayAdapter
 from sceneflow.models import StandardVideoRequest
+from sceneflow.providers import Credentials
 from tests.emulators._base import serve
 from tests.emulators.runway import API_KEY, RunwayEmulator
 

@@ -14,7 +14,6 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapters.base import Credentials
 from adapters.veo import VeoAdapter
 from sceneflow.errors import (
     AmbiguousSubmitError,
@@ -27,6 +26,7 @@ from sceneflow.errors import (
     TransientError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest
+from sceneflow.providers import Credentials
 from tests.emulators._base import serve
 from tests.emulators.veo import RAI_MESSAGE, RAI_REASON, VeoEmulator
 
@@ -173,7 +173,7 @@ def test_capabilities_per_model(adapter: VeoAdapter) -> None:
         "fps": "unsupported",
     }
     assert caps.credential_fields == ["api_key"]
-    assert caps.downloads_need_auth and not caps.can_cancel
+    assert not caps.can_cancel
 
 
 async def test_image_url_is_fetched_and_inlined(emu: VeoEmulator) -> None:

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from adapters.base import Credentials
 from adapters.veo import VeoAdapter
+from sceneflow.providers import Credentials
 
 pytestmark = pytest.mark.live
 

@@ -13,9 +13,9 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from adapters.base import Credentials
 from adapters.veo import VeoAdapter
 from sceneflow.models import StandardVideoRequest
+from sceneflow.providers import Credentials
 from tests.emulators._base import sample_mp4, serve
 from tests.emulators.veo import RAI_REASON, Recorded, VeoEmulator
 

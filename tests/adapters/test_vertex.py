@@ -14,7 +14,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from adapters.base import Credentials
 from adapters.vertex import VertexVeoAdapter
 from sceneflow.errors import (
     AmbiguousSubmitError,
@@ -26,6 +25,7 @@ from sceneflow.errors import (
     TransientError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest
+from sceneflow.providers import Credentials
 from tests.emulators._base import sample_mp4, serve
 from tests.emulators.vertex import RAI_MESSAGE, RAI_REASON, VertexEmulator
 

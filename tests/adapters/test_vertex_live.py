@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.base import Credentials
 from adapters.vertex import VertexVeoAdapter
+from sceneflow.providers import Credentials
 
 pytestmark = pytest.mark.live
 ENV = "SCENEFLOW_LIVE_VERTEX_CREDENTIALS"

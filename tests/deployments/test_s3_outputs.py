@@ -13,8 +13,8 @@ import pytest
 import s3fs
 from moto.server import ThreadedMotoServer
 
+from adapters import Provider
 from flows.batch import generate_batch
-from sceneflow.models import Provider
 from sceneflow.settings import get_settings
 
 BUCKET = "sceneflow-test"

@@ -24,8 +24,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from adapters import Provider
 from flows.batch import batch_id_for
-from sceneflow.models import Provider
 from tests.deployments._prefect import tail_logs, wait_for_flow_run
 from tests.emulators._base import free_port
 

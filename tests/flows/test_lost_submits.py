@@ -12,12 +12,12 @@ import pytest
 from sqlmodel import col, select
 
 import adapters
-from adapters.base import Credentials
 from flows.generate import generate_video
 from sceneflow import jobs, store
 from sceneflow.db import session_scope
 from sceneflow.errors import AmbiguousSubmitError, AuthError
 from sceneflow.models import JobStatus, StandardVideoRequest
+from sceneflow.providers import Credentials
 from sceneflow.settings import get_settings
 from tests.emulators import replicate, runway
 from tests.emulators._base import Emulator, serve

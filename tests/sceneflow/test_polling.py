@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from adapters.base import Capabilities, Credentials
 from sceneflow import jobs, polling, store
 from sceneflow.db import session_scope
 from sceneflow.errors import GenerationTimeoutError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.polling import Deadlines, deadlines_for, wait_for_job
+from sceneflow.providers import Capabilities, Credentials
 from sceneflow.settings import get_settings
 
 CREDS = Credentials({"api_key": "k"})

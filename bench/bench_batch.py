@@ -116,8 +116,8 @@ def _emulator(latency: float) -> Iterator[str]:
 
 
 def _serve_emulator(latency: float) -> None:
-    from tests.emulators import runway
-    from tests.emulators._base import serve
+    from tests.support.emulators import runway
+    from tests.support.emulators._base import serve
 
     with serve(runway.RunwayEmulator(latency=latency).app) as url:
         print(url, flush=True)
@@ -149,7 +149,7 @@ async def baseline(rows: int, concurrency: int, base_url: str, out: Path) -> Non
     from adapters.runway import RunwayAdapter
     from sceneflow.models import JobStatus, StandardVideoRequest
     from sceneflow.providers import Credentials
-    from tests.emulators.runway import API_KEY
+    from tests.support.emulators.runway import API_KEY
 
     credentials = Credentials({"api_key": API_KEY})
     limit = asyncio.Semaphore(concurrency)
@@ -230,7 +230,7 @@ def _environment(tmp: Path, emulator_url: str, server: str | None) -> Iterator[N
 def _store_key() -> None:
     from sceneflow import store
     from sceneflow.db import session_scope
-    from tests.emulators.runway import API_KEY
+    from tests.support.emulators.runway import API_KEY
 
     with session_scope() as session:
         store.put_credentials(

@@ -36,8 +36,8 @@ from sceneflow.errors import (
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.providers import Credentials
-from tests.emulators._base import serve
-from tests.emulators.fal import API_KEY, FAIL_MSG, MODERATION_MSG, FalEmulator
+from tests.support.emulators._base import serve
+from tests.support.emulators.fal import API_KEY, FAIL_MSG, MODERATION_MSG, FalEmulator
 
 CREDS = Credentials({"api_key": API_KEY})
 WRONG_KEY = "deadbeef-wrong-key-id:thiswrongsecretmustneverleak00"

@@ -30,8 +30,8 @@ import pytest_asyncio
 from adapters.fal import KLING_I2V, KLING_T2V, VEO3_FAST, WAN_T2V, FalAdapter
 from sceneflow.models import JobStatus, StandardVideoRequest
 from sceneflow.providers import Credentials
-from tests.emulators._base import serve
-from tests.emulators.fal import API_KEY, FAIL_MSG, MODERATION_MSG, FalEmulator
+from tests.support.emulators._base import serve
+from tests.support.emulators.fal import API_KEY, FAIL_MSG, MODERATION_MSG, FalEmulator
 
 CREDS = Credentials({"api_key": API_KEY})
 COMPARED = ("authorization", "content-type")

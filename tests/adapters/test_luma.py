@@ -26,8 +26,8 @@ from sceneflow.errors import (
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.providers import Credentials
-from tests.emulators._base import serve
-from tests.emulators.luma import API_KEY, PREFIX, LumaEmulator
+from tests.support.emulators._base import serve
+from tests.support.emulators.luma import API_KEY, PREFIX, LumaEmulator
 
 CREDS = Credentials({"api_key": API_KEY})
 WRONG_KEY = "luma-wrong-key-should-never-leak"

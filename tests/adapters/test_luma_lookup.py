@@ -15,8 +15,8 @@ from adapters.luma import LumaAdapter
 from sceneflow.errors import AmbiguousSubmitError
 from sceneflow.models import StandardVideoRequest
 from sceneflow.providers import Credentials
-from tests.emulators._base import serve
-from tests.emulators.luma import API_KEY, PREFIX, LumaEmulator
+from tests.support.emulators._base import serve
+from tests.support.emulators.luma import API_KEY, PREFIX, LumaEmulator
 
 CREDS = Credentials({"api_key": API_KEY})
 

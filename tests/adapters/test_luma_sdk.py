@@ -20,8 +20,8 @@ from lumaai.types.generation import RequestGenerationRequest
 from adapters.luma import LumaAdapter
 from sceneflow.models import JobStatus, StandardVideoRequest
 from sceneflow.providers import Credentials
-from tests.emulators._base import serve
-from tests.emulators.luma import API_KEY, PREFIX, LumaEmulator
+from tests.support.emulators._base import serve
+from tests.support.emulators.luma import API_KEY, PREFIX, LumaEmulator
 
 COMPARED_HEADERS = ("authorization", "content-type", "accept")
 CREDS = Credentials({"api_key": API_KEY})

@@ -28,8 +28,8 @@ from sceneflow.errors import (
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.providers import Credentials
-from tests.emulators._base import Emulator, serve
-from tests.emulators.replicate import (
+from tests.support.emulators._base import Emulator, serve
+from tests.support.emulators.replicate import (
     FAILURE_ERROR,
     MODERATION_ERROR,
     TOKEN,

@@ -15,8 +15,8 @@ from adapters.replicate import ReplicateAdapter
 from sceneflow.errors import AmbiguousSubmitError
 from sceneflow.models import StandardVideoRequest
 from sceneflow.providers import Credentials
-from tests.emulators._base import Emulator, serve
-from tests.emulators.replicate import TOKEN, create_app
+from tests.support.emulators._base import Emulator, serve
+from tests.support.emulators.replicate import TOKEN, create_app
 
 CREDS = Credentials({"api_key": TOKEN})
 

@@ -26,8 +26,8 @@ from starlette.applications import Starlette
 from adapters.replicate import ReplicateAdapter, _progress
 from sceneflow.models import StandardVideoRequest
 from sceneflow.providers import Credentials
-from tests.emulators._base import Emulator, sample_mp4, serve
-from tests.emulators.replicate import TOKEN, VERSIONS, create_app, set_status
+from tests.support.emulators._base import Emulator, sample_mp4, serve
+from tests.support.emulators.replicate import TOKEN, VERSIONS, create_app, set_status
 
 CREDS = Credentials({"api_key": TOKEN})
 # Async fixtures live on the session loop (pyproject); the tests must share it so the adapter's

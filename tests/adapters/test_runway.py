@@ -28,8 +28,8 @@ from sceneflow.errors import (
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.providers import Credentials
-from tests.emulators._base import serve
-from tests.emulators.runway import API_KEY, RunwayEmulator
+from tests.support.emulators._base import serve
+from tests.support.emulators.runway import API_KEY, RunwayEmulator
 
 CREDS = Credentials({"api_key": API_KEY})
 WRONG_KEY = "key_" + "f" * 128

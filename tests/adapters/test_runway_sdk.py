@@ -28,8 +28,8 @@ from runwayml.types import task_retrieve_response as task_types
 from adapters.runway import RunwayAdapter
 from sceneflow.models import StandardVideoRequest
 from sceneflow.providers import Credentials
-from tests.emulators._base import serve
-from tests.emulators.runway import API_KEY, RunwayEmulator
+from tests.support.emulators._base import serve
+from tests.support.emulators.runway import API_KEY, RunwayEmulator
 
 CREDS = Credentials({"api_key": API_KEY})
 IMG = "https://img.example.com/fox.png"

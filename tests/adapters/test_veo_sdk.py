@@ -16,8 +16,8 @@ from google.genai import errors, types
 from adapters.veo import VeoAdapter
 from sceneflow.models import StandardVideoRequest
 from sceneflow.providers import Credentials
-from tests.emulators._base import sample_mp4, serve
-from tests.emulators.veo import RAI_REASON, Recorded, VeoEmulator
+from tests.support.emulators._base import sample_mp4, serve
+from tests.support.emulators.veo import RAI_REASON, Recorded, VeoEmulator
 
 KEY = "AIzaSy-sdk-test-key"
 CREDS = Credentials({"api_key": KEY})

@@ -26,8 +26,8 @@ from sceneflow.errors import (
 )
 from sceneflow.models import JobStatus, StandardVideoRequest
 from sceneflow.providers import Credentials
-from tests.emulators._base import sample_mp4, serve
-from tests.emulators.vertex import RAI_MESSAGE, RAI_REASON, VertexEmulator
+from tests.support.emulators._base import sample_mp4, serve
+from tests.support.emulators.vertex import RAI_MESSAGE, RAI_REASON, VertexEmulator
 
 EMAIL = "sceneflow@sf-proj.iam.gserviceaccount.com"
 MODEL_PATH = "/v1/projects/sf-proj/locations/us-central1/publishers/google/models"

@@ -16,9 +16,9 @@ from google.oauth2 import service_account as google_sa
 
 from adapters.vertex import SCOPE, VertexVeoAdapter
 from tests.adapters.test_vertex import EMAIL, PUBLIC_KEY, creds, req, service_account
-from tests.emulators._base import sample_mp4, serve
-from tests.emulators.veo import Recorded
-from tests.emulators.vertex import RAI_REASON, VertexEmulator
+from tests.support.emulators._base import sample_mp4, serve
+from tests.support.emulators.veo import Recorded
+from tests.support.emulators.vertex import RAI_REASON, VertexEmulator
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from tests.deployments._prefect import tail_logs, wait_for_flow_run
-from tests.emulators._base import free_port
+from tests.support.emulators._base import free_port
+from tests.support.prefect_runs import tail_logs, wait_for_flow_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

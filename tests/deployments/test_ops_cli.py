@@ -13,8 +13,8 @@ from flows.maintenance import check_credentials_flow
 from sceneflow import cli, db, store
 from sceneflow.db import session_scope
 from sceneflow.settings import get_settings
-from tests.emulators._base import free_port, serve
-from tests.emulators.runway import API_KEY, RunwayEmulator
+from tests.support.emulators._base import free_port, serve
+from tests.support.emulators.runway import API_KEY, RunwayEmulator
 
 runner = CliRunner()
 

@@ -26,8 +26,8 @@ import pytest
 
 from adapters import Provider
 from flows.batch import batch_id_for
-from tests.deployments._prefect import tail_logs, wait_for_flow_run
-from tests.emulators._base import free_port
+from tests.support.emulators._base import free_port
+from tests.support.prefect_runs import tail_logs, wait_for_flow_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

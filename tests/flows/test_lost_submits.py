@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
-import adapters
 from flows.generate import generate_video
 from sceneflow import jobs, store
 from sceneflow.db import session_scope
@@ -19,8 +18,9 @@ from sceneflow.errors import AmbiguousSubmitError, AuthError
 from sceneflow.models import JobStatus, StandardVideoRequest
 from sceneflow.providers import Credentials
 from sceneflow.settings import get_settings
-from tests.emulators import replicate, runway
-from tests.emulators._base import Emulator, serve
+from tests.support.emulators import replicate, runway
+from tests.support.emulators._base import Emulator, serve
+from tests.support.polling import fast_polling
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -31,16 +31,7 @@ REQUEST = StandardVideoRequest(
 
 @pytest.fixture
 def emulators(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Emulator]]:
-    for key in ("replicate", "runway"):
-        cls = adapters.adapter_class(key)
-        original = cls.capabilities
-
-        def fast(self: Any, _original: Any = original) -> adapters.Capabilities:
-            return _original(self).model_copy(
-                update={"poll_interval": 0.1, "max_poll_interval": 0.2}
-            )
-
-        monkeypatch.setattr(cls, "capabilities", fast)
+    fast_polling(monkeypatch, ("replicate", "runway"))
     rep = Emulator(latency=0.2)
     rw = runway.RunwayEmulator(latency=0.2)
     with serve(replicate.create_app(rep)) as rep_url, serve(rw.app) as rw_url:

@@ -23,7 +23,8 @@ from flows.batch import generate_batch
 from sceneflow import db, store
 from sceneflow.media import probe_video, verify_video
 from sceneflow.settings import get_settings
-from tests.emulators import _base, fal, luma, replicate, runway, veo, vertex
+from tests.support.emulators import _base, fal, luma, replicate, runway, veo, vertex
+from tests.support.polling import fast_polling
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -95,17 +96,7 @@ def _count_signed(emu: runway.RunwayEmulator, seen: list[str]) -> None:
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
     """Every emulator on its own port, each adapter pointed at it, polling sped up."""
-    # Providers ask to be polled every 2-10 s; the emulators finish in 0.2 s.
-    classes = {key: adapters.adapter_class(key) for key in adapters.known()}
-    originals = {cls: cls.capabilities for cls in classes.values()}
-    for cls, original in originals.items():
-
-        def fast(self: Any, _original: Any = original) -> adapters.Capabilities:
-            return _original(self).model_copy(
-                update={"poll_interval": 0.1, "max_poll_interval": 0.2}
-            )
-
-        monkeypatch.setattr(cls, "capabilities", fast)
+    fast_polling(monkeypatch)
 
     rep = _base.Emulator(latency=0.2)
     emulators: dict[str, _base.Emulator] = {

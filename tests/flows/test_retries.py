@@ -14,7 +14,7 @@ from sceneflow import store
 from sceneflow.db import session_scope
 from sceneflow.errors import AuthError, GenerationTimeoutError
 from sceneflow.models import JobStatus, StandardVideoRequest
-from tests.fakes import SECRET, ScriptedAdapter
+from tests.support.fakes import SECRET, ScriptedAdapter
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -23,7 +23,7 @@ REQUEST = StandardVideoRequest(prompt="A red fox in snow", aspect_ratio="16:9", 
 
 @pytest.fixture
 def fake_runway(monkeypatch: pytest.MonkeyPatch, sceneflow_env: Path) -> type[ScriptedAdapter]:
-    monkeypatch.setitem(adapters.REGISTRY, "runway", "tests.fakes:ScriptedAdapter")
+    monkeypatch.setitem(adapters.REGISTRY, "runway", "tests.support.fakes:ScriptedAdapter")
     ScriptedAdapter.reset()
     with session_scope() as session:
         store.put_credentials(

@@ -18,8 +18,8 @@ from sceneflow.gateway import VideoGenerationGateway
 from sceneflow.media import probe_video
 from sceneflow.models import StandardVideoRequest
 from sceneflow.settings import get_settings
-from tests.emulators._base import serve
-from tests.emulators.runway import RunwayEmulator
+from tests.support.emulators._base import serve
+from tests.support.emulators.runway import RunwayEmulator
 
 USER = "cliuser"
 KEY = "key_" + "c11c0ffe" * 16

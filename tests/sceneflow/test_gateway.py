@@ -20,8 +20,8 @@ from sceneflow.gateway import VideoGenerationGateway
 from sceneflow.media import verify_video
 from sceneflow.models import TERMINAL_STATUSES, JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.settings import get_settings
-from tests.emulators import runway as runway_emulator
-from tests.emulators._base import serve
+from tests.support.emulators import runway as runway_emulator
+from tests.support.emulators._base import serve
 
 USER = "gwuser"
 KEY = "key_" + "6a7e3c1d" * 16

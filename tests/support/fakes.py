@@ -1,5 +1,5 @@
 """A scripted adapter for pipeline tests, registered in place of a real one with
-`monkeypatch.setitem(adapters.REGISTRY, "runway", "tests.fakes:ScriptedAdapter")`.
+`monkeypatch.setitem(adapters.REGISTRY, "runway", "tests.support.fakes:ScriptedAdapter")`.
 
 The script is class-level because the pipeline builds its own adapter instances.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from sceneflow.errors import AuthError, TransientError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.providers import Capabilities, Credentials, FieldMapping, ModelCapabilities
-from tests.emulators._base import sample_mp4
+from tests.support.emulators._base import sample_mp4
 
 SECRET = "sk-test-SUPERSECRET-0123456789abcdef"
 

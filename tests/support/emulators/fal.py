@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.emulators._base import Emulator, Job, requested_seconds, sample_mp4
+from tests.support.emulators._base import Emulator, Job, requested_seconds, sample_mp4
 
 API_KEY = "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b:7e6d5c4b3a29180f7e6d5c4b3a29180f"
 

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.emulators._base import Emulator, Job, requested_seconds, sample_mp4
+from tests.support.emulators._base import Emulator, Job, requested_seconds, sample_mp4
 
 API_KEY = "key_" + "0123456789abcdef" * 8
 VERSION = "2024-11-06"

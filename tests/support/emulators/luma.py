@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.emulators._base import Emulator, Fault, Job, requested_seconds, sample_mp4
+from tests.support.emulators._base import Emulator, Fault, Job, requested_seconds, sample_mp4
 
 PREFIX = "/dream-machine/v1"
 API_KEY = "luma-test-key-0123456789"

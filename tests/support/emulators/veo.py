@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.emulators._base import Emulator, Job, requested_seconds, sample_mp4
+from tests.support.emulators._base import Emulator, Job, requested_seconds, sample_mp4
 
 PUBLIC_HOST = "https://generativelanguage.googleapis.com"
 RAI_MESSAGE = (

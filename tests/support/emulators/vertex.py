@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.emulators._base import Emulator, Job
-from tests.emulators.veo import (
+from tests.support.emulators._base import Emulator, Job
+from tests.support.emulators.veo import (
     PARAMETERS,
     RAI_MESSAGE,
     RAI_REASON,

@@ -1,7 +1,7 @@
 """Replicate: predictions on hosted models (providers.md §5).
 
 Every Replicate model has its own input names, so a small explicit table of well-known video
-models (``adapters._replicate_models``) says where each StandardVideoRequest field goes. Any other
+models (`MODELS`, below) says where each StandardVideoRequest field goes. Any other
 `owner/name` (or `owner/name:<version>`) model receives only the prompt, with the style folded
 in, and every other set field comes back as a warning: its input names cannot be known here.
 
@@ -19,13 +19,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from pydantic import BaseModel
 
-from adapters._replicate_models import (
-    MODELS,
-    REQUEST_FIELDS,
-    TIERS,
-    Spec,
-    model_capabilities,
-)
 from adapters.base import (
     HttpAdapter,
     compose_prompt,
@@ -35,7 +28,7 @@ from adapters.base import (
 )
 from sceneflow.errors import ModerationError, RequestValidationError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, Credentials
+from sceneflow.providers import Capabilities, Credentials, FieldMapping, ModelCapabilities
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "ENV_KEY", "MODELS", "ReplicateAdapter"]
 
@@ -59,6 +52,98 @@ _STATUS = {
 }
 
 _LOOKUP_PAGES = 5  # a lost submit is looked for among at most this many pages of predictions
+
+
+_NATIVE, _MAPPED, _UNSUPPORTED = "native", "mapped", "unsupported"
+
+
+class Spec(BaseModel):
+    """Where one model takes each request field; None means the model has no such input."""
+
+    image: str
+    negative_prompt: str | None = None
+    seed: str | None = None
+    aspect_ratio: str | None = None
+    aspect_ratios: list[str]
+    durations: list[int]
+    # Our resolution tier (the frame's short side) -> the model's `resolution` value.
+    resolutions: dict[int, str] | None = None
+    # The model ignores aspect_ratio when given a first frame: the image sets the shape.
+    image_sets_aspect: bool = False
+    # Durations allowed only at one resolution tier (Hailuo: 10 s only at 768p).
+    duration_needs: dict[int, int] = {}
+    notes: dict[str, str] = {}
+
+
+# Input names from each model's API page on replicate.com (schema of the latest version).
+MODELS: dict[str, Spec] = {
+    "kwaivgi/kling-v2.5-turbo-pro": Spec(
+        image="start_image",
+        negative_prompt="negative_prompt",
+        aspect_ratio="aspect_ratio",
+        aspect_ratios=["16:9", "9:16", "1:1"],
+        durations=[5, 10],
+        image_sets_aspect=True,
+        notes={"resolution": "the model picks its own output size"},
+    ),
+    "google/veo-3.1": Spec(
+        image="image",
+        negative_prompt="negative_prompt",
+        seed="seed",
+        aspect_ratio="aspect_ratio",
+        aspect_ratios=["16:9", "9:16"],
+        durations=[4, 6, 8],
+        resolutions={720: "720p", 1080: "1080p"},
+    ),
+    "minimax/hailuo-02": Spec(
+        image="first_frame_image",
+        # No aspect input: text-to-video renders 16:9, image-to-video follows the image.
+        aspect_ratios=["16:9"],
+        durations=[6, 10],
+        image_sets_aspect=True,
+        resolutions={480: "512p", 512: "512p", 720: "768p", 768: "768p", 1080: "1080p"},
+        duration_needs={10: 720},
+        notes={"resolution": "480p is sent as 512p, 720p as 768p"},
+    ),
+}
+REQUEST_FIELDS = [f for f in StandardVideoRequest.model_fields if f != "model"]
+TIERS = (480, 720, 1080, 2160)  # short sides of the named resolutions 480p..4k
+
+
+def model_capabilities(spec: Spec) -> ModelCapabilities:
+    fields = {
+        name: FieldMapping(support=_UNSUPPORTED, note="not sent; validate() warns")
+        for name in REQUEST_FIELDS
+    }
+    fields["prompt"] = FieldMapping(support=_NATIVE, note="prompt")
+    fields["style"] = FieldMapping(support=_MAPPED, note="appended to the prompt")
+    fields["image_url"] = FieldMapping(support=_NATIVE, note=spec.image)
+    fields["duration"] = FieldMapping(support=_NATIVE, note="duration (whole seconds)")
+    for name in ("negative_prompt", "seed", "aspect_ratio"):
+        if input_name := getattr(spec, name):
+            fields[name] = FieldMapping(support=_NATIVE, note=input_name)
+    if spec.aspect_ratio is None:
+        fields["aspect_ratio"] = FieldMapping(
+            support=_MAPPED, note="not sent: 16:9 from text; an image_url sets the shape"
+        )
+    if spec.resolutions:
+        same = all(f"{k}p" == v for k, v in spec.resolutions.items())
+        fields["resolution"] = FieldMapping(
+            support=_NATIVE if same else _MAPPED,
+            note=spec.notes.get("resolution", "resolution, by the frame's short side"),
+        )
+    elif note := spec.notes.get("resolution"):
+        fields["resolution"] = FieldMapping(support=_UNSUPPORTED, note=note)
+    return ModelCapabilities(
+        fields=fields,
+        aspect_ratios=spec.aspect_ratios,
+        durations=[float(d) for d in spec.durations],
+        min_duration=min(spec.durations),
+        max_duration=max(spec.durations),
+        resolutions=[f"{k}p" for k in TIERS if k in spec.resolutions] if spec.resolutions else None,
+        text_to_video=True,
+        image_to_video=True,
+    )
 
 
 class _Prediction(BaseModel):

@@ -15,12 +15,27 @@ from sceneflow.providers import VideoAdapter
 ADAPTER_DIR = Path(adapters.__file__).parent
 
 
+# Modules of adapters/ that hold shared parts, not a provider (dotted, below `adapters.`).
+NOT_ADAPTERS = {"base", "_local_render"}
+
+
+def _modules() -> set[str]:
+    """Every module under adapters/, dotted below `adapters.`; packages by their modules."""
+    found = set()
+    for path in ADAPTER_DIR.rglob("*.py"):
+        parts = path.relative_to(ADAPTER_DIR).with_suffix("").parts
+        if parts[-1] == "__init__":
+            continue
+        found.add(".".join(parts))
+    return found
+
+
 def test_every_adapter_module_is_registered():
-    modules = {p.stem for p in ADAPTER_DIR.glob("*.py") if not p.stem.startswith("_")} - {"base"}
     registered = {
         target.split(":")[0].removeprefix("adapters.") for target in adapters.REGISTRY.values()
     }
-    assert modules == registered
+    assert _modules() - NOT_ADAPTERS == registered
+    assert NOT_ADAPTERS <= _modules(), "a listed helper module no longer exists"
 
 
 def test_registry_keys_are_the_provider_enum():

@@ -25,6 +25,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from adapters.base import HttpAdapter, compose_prompt, require_output_url, unsupported_warning
+from adapters.fields import field_table, mapped, native, unsupported
 from sceneflow.errors import (
     AmbiguousSubmitError,
     AuthError,
@@ -34,7 +35,7 @@ from sceneflow.errors import (
     RequestValidationError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, Credentials, FieldMapping, ModelCapabilities
+from sceneflow.providers import Capabilities, Credentials, ModelCapabilities
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "FalAdapter"]
 
@@ -92,25 +93,22 @@ class _ErrorBody(BaseModel):
     status: str | None = None
 
 
-def _f(support: Literal["native", "mapped", "unsupported"], note: str = "") -> FieldMapping:
-    return FieldMapping(support=support, note=note)
-
-
 _COMMON = {
-    "prompt": _f("native"),
-    "style": _f("mapped", "appended to the prompt"),
-    "negative_prompt": _f("native", "negative_prompt"),
-    "aspect_ratio": _f("native", "aspect_ratio"),
-    "motion_intensity": _f("unsupported", "not sent"),
-    "quality": _f("unsupported", "not sent; choose the model for the quality instead"),
-    "image_url": _f("unsupported", f"text only; refused (use {KLING_I2V} for a first frame)"),
+    "prompt": native(),
+    "style": mapped("appended to the prompt"),
+    "negative_prompt": native("negative_prompt"),
+    "aspect_ratio": native("aspect_ratio"),
+    "motion_intensity": unsupported("not sent"),
+    "quality": unsupported("not sent; choose the model for the quality instead"),
+    "image_url": unsupported(f"text only; refused (use {KLING_I2V} for a first frame)"),
 }
-_KLING = _COMMON | {
-    "duration": _f("mapped", 'duration as the string "5" or "10"'),
-    "resolution": _f("unsupported", "not sent; the model fixes it"),
-    "fps": _f("unsupported", "not sent; the model fixes it"),
-    "seed": _f("unsupported", "not sent; results vary from run to run"),
-}
+_KLING = field_table(
+    **_COMMON,
+    duration=mapped('duration as the string "5" or "10"'),
+    resolution=unsupported("not sent; the model fixes it"),
+    fps=unsupported("not sent; the model fixes it"),
+    seed=unsupported("not sent; results vary from run to run"),
+)
 
 _RATIOS3 = ["16:9", "9:16", "1:1"]
 _CAPS: dict[str, ModelCapabilities] = {
@@ -118,11 +116,13 @@ _CAPS: dict[str, ModelCapabilities] = {
         fields=_KLING, aspect_ratios=_RATIOS3, durations=[5, 10], min_duration=5, max_duration=10
     ),
     KLING_I2V: ModelCapabilities(
-        fields=_KLING
-        | {
-            "aspect_ratio": _f("unsupported", "not sent; the video follows the input image"),
-            "image_url": _f("native", "image_url (required)"),
-        },
+        fields=field_table(
+            **_KLING
+            | {
+                "aspect_ratio": unsupported("not sent; the video follows the input image"),
+                "image_url": native("image_url (required)"),
+            }
+        ),
         aspect_ratios=["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"],
         durations=[5, 10],
         min_duration=5,
@@ -131,13 +131,13 @@ _CAPS: dict[str, ModelCapabilities] = {
         image_to_video=True,
     ),
     VEO3_FAST: ModelCapabilities(
-        fields=_COMMON
-        | {
-            "duration": _f("mapped", 'duration as "4s", "6s" or "8s"'),
-            "resolution": _f("mapped", '"720p"/"1080p"; WxH picks the tier by its short side'),
-            "fps": _f("unsupported", "not sent; the model fixes it"),
-            "seed": _f("native", "seed"),
-        },
+        fields=field_table(
+            **_COMMON,
+            duration=mapped('duration as "4s", "6s" or "8s"'),
+            resolution=mapped('"720p"/"1080p"; WxH picks the tier by its short side'),
+            fps=unsupported("not sent; the model fixes it"),
+            seed=native("seed"),
+        ),
         aspect_ratios=["16:9", "9:16"],
         durations=[4, 6, 8],
         min_duration=4,
@@ -145,13 +145,13 @@ _CAPS: dict[str, ModelCapabilities] = {
         resolutions=["720p", "1080p"],
     ),
     WAN_T2V: ModelCapabilities(
-        fields=_COMMON
-        | {
-            "duration": _f("mapped", "num_frames = duration x fps, 17 to 161 frames"),
-            "resolution": _f("mapped", '"480p"/"580p"/"720p"; WxH picks the tier by short side'),
-            "fps": _f("native", "frames_per_second"),
-            "seed": _f("native", "seed"),
-        },
+        fields=field_table(
+            **_COMMON,
+            duration=mapped("num_frames = duration x fps, 17 to 161 frames"),
+            resolution=mapped('"480p"/"580p"/"720p"; WxH picks the tier by short side'),
+            fps=native("frames_per_second"),
+            seed=native("seed"),
+        ),
         aspect_ratios=_RATIOS3,
         max_duration=26,
         resolutions=["480p", "580p", "720p"],

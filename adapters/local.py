@@ -35,9 +35,10 @@ from typing import Any
 import av
 
 from adapters._local_render import ENCODER, decode_image, render
+from adapters.fields import field_table, mapped, native
 from sceneflow.errors import NotFoundError, ProviderError, RequestValidationError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, Credentials, FieldMapping, ModelCapabilities
+from sceneflow.providers import Capabilities, Credentials, ModelCapabilities
 from sceneflow.settings import get_settings
 
 __all__ = ["LocalAdapter"]
@@ -193,27 +194,23 @@ class _RenderPool:
 
 POOL = _RenderPool(WORKERS)
 
-_NATIVE = "native"
-FIELDS = {
-    "prompt": FieldMapping(support=_NATIVE, note="palette from colour/scene words; caption"),
-    "negative_prompt": FieldMapping(support="mapped", note="colours named here are left out"),
-    "aspect_ratio": FieldMapping(support=_NATIVE),
-    "motion_intensity": FieldMapping(support=_NATIVE, note="speed and reach of the motion"),
-    "duration": FieldMapping(support=_NATIVE, note="frames = round(duration * fps)"),
-    "resolution": FieldMapping(support=_NATIVE, note="up to 2560x1080 pixels (1080p); no 4k"),
-    "style": FieldMapping(support="mapped", note="its colour/scene words join the palette"),
-    "quality": FieldMapping(
-        support="mapped",
-        note="x264 preset/CRF: "
+FIELDS = field_table(
+    prompt=native("palette from colour/scene words; caption"),
+    negative_prompt=mapped("colours named here are left out"),
+    aspect_ratio=native(),
+    motion_intensity=native("speed and reach of the motion"),
+    duration=native("frames = round(duration * fps)"),
+    resolution=native("up to 2560x1080 pixels (1080p); no 4k"),
+    style=mapped("its colour/scene words join the palette"),
+    quality=mapped(
+        "x264 preset/CRF: "
         + ", ".join(f"{q} {preset}/{crf}" for q, (preset, crf) in ENCODER.items())
-        + " (high takes about 2.5x as long as standard)",
+        + " (high takes about 2.5x as long as standard)"
     ),
-    "fps": FieldMapping(support=_NATIVE),
-    "seed": FieldMapping(support=_NATIVE, note="unset: derived from the request"),
-    "image_url": FieldMapping(
-        support="mapped", note="data: URLs only: the image opens the video and fades out"
-    ),
-}
+    fps=native(),
+    seed=native("unset: derived from the request"),
+    image_url=mapped("data: URLs only: the image opens the video and fades out"),
+)
 
 
 class LocalAdapter:

@@ -23,9 +23,10 @@ from adapters.base import (
     require_output_url,
     unsupported_warning,
 )
+from adapters.fields import field_table, mapped, native, unsupported
 from sceneflow.errors import RequestValidationError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, Credentials, FieldMapping, ModelCapabilities
+from sceneflow.providers import Capabilities, Credentials, ModelCapabilities
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "ENV_KEY", "LumaAdapter"]
 
@@ -47,31 +48,21 @@ MODERATION_REASONS = ("moderation", "blacklisted")
 _LOOKUP_PAGES, _LOOKUP_PAGE_SIZE = 5, 100  # how far back a lost submit is looked for
 _WXH = re.compile(r"^(\d+)x(\d+)$")
 
-_FIELDS = {
-    "prompt": FieldMapping(support="native", note="3 to 5,000 characters"),
-    "negative_prompt": FieldMapping(
-        support="unsupported", note="no such field since SDK 1.x; not sent, warned"
+_FIELDS = field_table(
+    prompt=native("3 to 5,000 characters"),
+    negative_prompt=unsupported("no such field since SDK 1.x; not sent, warned"),
+    aspect_ratio=native(),
+    motion_intensity=unsupported("no motion control; not sent, warned"),
+    duration=mapped('5 -> "5s", 9 -> "9s"; other lengths rejected'),
+    resolution=mapped("720p, 1080p, 4k, or WxH by its short side (540, 720, 1080, 2160)"),
+    style=mapped("appended to the prompt"),
+    quality=mapped(
+        "picks the model when model is unset: draft -> ray-flash-2, standard/high -> ray-2"
     ),
-    "aspect_ratio": FieldMapping(support="native"),
-    "motion_intensity": FieldMapping(
-        support="unsupported", note="no motion control; not sent, warned"
-    ),
-    "duration": FieldMapping(support="mapped", note='5 -> "5s", 9 -> "9s"; other lengths rejected'),
-    "resolution": FieldMapping(
-        support="mapped",
-        note="720p, 1080p, 4k, or WxH by its short side (540, 720, 1080, 2160)",
-    ),
-    "style": FieldMapping(support="mapped", note="appended to the prompt"),
-    "quality": FieldMapping(
-        support="mapped",
-        note="picks the model when model is unset: draft -> ray-flash-2, standard/high -> ray-2",
-    ),
-    "fps": FieldMapping(support="unsupported", note="always 24 fps; other values warned"),
-    "seed": FieldMapping(support="unsupported", note="not sent, warned"),
-    "image_url": FieldMapping(
-        support="mapped", note="keyframes.frame0 image; public http(s) URL only"
-    ),
-}
+    fps=unsupported("always 24 fps; other values warned"),
+    seed=unsupported("not sent, warned"),
+    image_url=mapped("keyframes.frame0 image; public http(s) URL only"),
+)
 
 _MODEL_CAPS = ModelCapabilities(
     fields=_FIELDS,

@@ -26,6 +26,7 @@ from adapters.base import (
     require_output_url,
     unsupported_warning,
 )
+from adapters.fields import REQUEST_FIELDS, field_table, mapped, native, unsupported
 from sceneflow.errors import ModerationError, RequestValidationError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.providers import Capabilities, Credentials, FieldMapping, ModelCapabilities
@@ -52,9 +53,6 @@ _STATUS = {
 }
 
 _LOOKUP_PAGES = 5  # a lost submit is looked for among at most this many pages of predictions
-
-
-_NATIVE, _MAPPED, _UNSUPPORTED = "native", "mapped", "unsupported"
 
 
 class Spec(BaseModel):
@@ -106,34 +104,39 @@ MODELS: dict[str, Spec] = {
         notes={"resolution": "480p is sent as 512p, 720p as 768p"},
     ),
 }
-REQUEST_FIELDS = [f for f in StandardVideoRequest.model_fields if f != "model"]
 TIERS = (480, 720, 1080, 2160)  # short sides of the named resolutions 480p..4k
 
 
 def model_capabilities(spec: Spec) -> ModelCapabilities:
-    fields = {
-        name: FieldMapping(support=_UNSUPPORTED, note="not sent; validate() warns")
-        for name in REQUEST_FIELDS
-    }
-    fields["prompt"] = FieldMapping(support=_NATIVE, note="prompt")
-    fields["style"] = FieldMapping(support=_MAPPED, note="appended to the prompt")
-    fields["image_url"] = FieldMapping(support=_NATIVE, note=spec.image)
-    fields["duration"] = FieldMapping(support=_NATIVE, note="duration (whole seconds)")
-    for name in ("negative_prompt", "seed", "aspect_ratio"):
-        if input_name := getattr(spec, name):
-            fields[name] = FieldMapping(support=_NATIVE, note=input_name)
+    not_sent = unsupported("not sent; validate() warns")
+
+    def named(field: str) -> FieldMapping:
+        input_name = getattr(spec, field)
+        return native(input_name) if input_name else not_sent
+
+    aspect_ratio = named("aspect_ratio")
     if spec.aspect_ratio is None:
-        fields["aspect_ratio"] = FieldMapping(
-            support=_MAPPED, note="not sent: 16:9 from text; an image_url sets the shape"
-        )
+        aspect_ratio = mapped("not sent: 16:9 from text; an image_url sets the shape")
+    resolution = not_sent
     if spec.resolutions:
         same = all(f"{k}p" == v for k, v in spec.resolutions.items())
-        fields["resolution"] = FieldMapping(
-            support=_NATIVE if same else _MAPPED,
-            note=spec.notes.get("resolution", "resolution, by the frame's short side"),
-        )
-    elif note := spec.notes.get("resolution"):
-        fields["resolution"] = FieldMapping(support=_UNSUPPORTED, note=note)
+        note = spec.notes.get("resolution", "resolution, by the frame's short side")
+        resolution = native(note) if same else mapped(note)
+    elif "resolution" in spec.notes:
+        resolution = unsupported(spec.notes["resolution"])
+    fields = field_table(
+        prompt=native("prompt"),
+        negative_prompt=named("negative_prompt"),
+        aspect_ratio=aspect_ratio,
+        motion_intensity=not_sent,
+        duration=native("duration (whole seconds)"),
+        resolution=resolution,
+        style=mapped("appended to the prompt"),
+        quality=not_sent,
+        fps=not_sent,
+        seed=named("seed"),
+        image_url=native(spec.image),
+    )
     return ModelCapabilities(
         fields=fields,
         aspect_ratios=spec.aspect_ratios,

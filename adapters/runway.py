@@ -16,6 +16,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, Field
 
 from adapters.base import HttpAdapter, compose_prompt, require_output_url, unsupported_warning
+from adapters.fields import field_table, mapped, native, unsupported
 from sceneflow.errors import (
     AmbiguousSubmitError,
     AuthError,
@@ -26,7 +27,7 @@ from sceneflow.errors import (
     TransientError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, Credentials, FieldMapping, ModelCapabilities
+from sceneflow.providers import Capabilities, Credentials, ModelCapabilities
 
 __all__ = ["RunwayAdapter"]
 
@@ -97,24 +98,22 @@ def model_capabilities(m: Model) -> ModelCapabilities:
     text = f"text: {table(m.text)}; " if m.text else ""
     aspects = {a for sizes in (m.text or {}, m.image) for tier in sizes.values() for a in tier}
     tiers = {t for sizes in (m.text or {}, m.image) for t in sizes}
-    native, mapped, unsupported = "native", "mapped", "unsupported"
-    fields = {
-        "prompt": (native, "promptText, <= 1000 UTF-16 units"),
-        "negative_prompt": (native, "negativePrompt")
-        if m.negative_prompt
-        else (unsupported, "only Runway's Veo models take one"),
-        "aspect_ratio": (mapped, f"ratio in pixels; {text}image: {table(m.image)}"),
-        "motion_intensity": (unsupported, "describe it in the prompt"),
-        "duration": (native, f"duration, {describe_durations(m.durations)}"),
-        "resolution": (mapped, "picks the size tier of ratio; or WxH equal to a ratio"),
-        "style": (mapped, "appended to promptText"),
-        "quality": (unsupported, "pick the model instead"),
-        "fps": (unsupported, "the model's own frame rate"),
-        "seed": (native, "seed"),
-        "image_url": (native, "promptImage via /v1/image_to_video; https or data:"),
-    }
     return ModelCapabilities(
-        fields={k: FieldMapping(support=v[0], note=v[1]) for k, v in fields.items()},
+        fields=field_table(
+            prompt=native("promptText, <= 1000 UTF-16 units"),
+            negative_prompt=native("negativePrompt")
+            if m.negative_prompt
+            else unsupported("only Runway's Veo models take one"),
+            aspect_ratio=mapped(f"ratio in pixels; {text}image: {table(m.image)}"),
+            motion_intensity=unsupported("describe it in the prompt"),
+            duration=native(f"duration, {describe_durations(m.durations)}"),
+            resolution=mapped("picks the size tier of ratio; or WxH equal to a ratio"),
+            style=mapped("appended to promptText"),
+            quality=unsupported("pick the model instead"),
+            fps=unsupported("the model's own frame rate"),
+            seed=native("seed"),
+            image_url=native("promptImage via /v1/image_to_video; https or data:"),
+        ),
         aspect_ratios=sorted(aspects),
         durations=[float(d) for d in m.durations],
         min_duration=m.durations[0],

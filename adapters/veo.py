@@ -18,9 +18,10 @@ import httpx
 from pydantic import BaseModel
 
 from adapters.base import HttpAdapter, compose_prompt, require_output_url, unsupported_warning
+from adapters.fields import field_table, mapped, native, unsupported
 from sceneflow.errors import AuthError, ProviderError, RequestValidationError, TransientError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, Credentials, FieldMapping, ModelCapabilities
+from sceneflow.providers import Capabilities, Credentials, ModelCapabilities
 
 __all__ = ["VeoAdapter"]
 
@@ -188,31 +189,28 @@ class VeoAdapter(HttpAdapter):
 
     def _model_caps(self, spec: ModelSpec) -> ModelCapabilities:
         hd = f"; 1080p only at {spec.full_hd_duration} s" if spec.full_hd_duration else ""
-        seed_fps = {
-            "seed": ("native", "parameters.seed"),
-            "fps": ("native", f"parameters.fps when set; {VEO_FPS} only"),
-        }
-        if not self.native_seed_fps:
-            seed_fps = {
-                "seed": ("unsupported", "the Gemini API refuses seed; warning"),
-                "fps": ("unsupported", f"always {VEO_FPS} fps; warning"),
-            }
-        fields = {
-            "prompt": ("native", "instances[0].prompt"),
-            "negative_prompt": ("native", "parameters.negativePrompt"),
-            "aspect_ratio": ("native", "parameters.aspectRatio"),
-            "duration": ("native", "parameters.durationSeconds"),
-            "resolution": ("native", "parameters.resolution; WxH mapped" + hd)
-            if spec.sends_resolution
-            else ("mapped", "always 720p; not sent"),
-            "style": ("mapped", "appended to the prompt"),
-            "quality": ("mapped", f"draft picks {self.draft_model} when no model is given"),
-            "image_url": ("mapped", "fetched and sent inline as instances[0].image"),
-            "motion_intensity": ("unsupported", "warning; not sent"),
-            **seed_fps,
-        }
+        if self.native_seed_fps:
+            seed = native("parameters.seed")
+            fps = native(f"parameters.fps when set; {VEO_FPS} only")
+        else:
+            seed = unsupported("the Gemini API refuses seed; warning")
+            fps = unsupported(f"always {VEO_FPS} fps; warning")
         return ModelCapabilities(
-            fields={k: FieldMapping(support=v[0], note=v[1]) for k, v in fields.items()},
+            fields=field_table(
+                prompt=native("instances[0].prompt"),
+                negative_prompt=native("parameters.negativePrompt"),
+                aspect_ratio=native("parameters.aspectRatio"),
+                duration=native("parameters.durationSeconds"),
+                resolution=native("parameters.resolution; WxH mapped" + hd)
+                if spec.sends_resolution
+                else mapped("always 720p; not sent"),
+                style=mapped("appended to the prompt"),
+                quality=mapped(f"draft picks {self.draft_model} when no model is given"),
+                image_url=mapped("fetched and sent inline as instances[0].image"),
+                motion_intensity=unsupported("warning; not sent"),
+                seed=seed,
+                fps=fps,
+            ),
             aspect_ratios=list(spec.aspect_ratios),
             durations=[float(d) for d in spec.durations],
             min_duration=min(spec.durations),

@@ -23,8 +23,8 @@ __all__ = ["REGISTRY", "Provider", "adapter_class", "get_adapter", "known"]
 REGISTRY: dict[str, str] = {
     "local": "adapters.local:LocalAdapter",
     "runway": "adapters.runway:RunwayAdapter",
-    "veo": "adapters.veo:VeoAdapter",
-    "vertex": "adapters.vertex:VertexVeoAdapter",
+    "veo": "adapters.google.gemini:VeoAdapter",
+    "vertex": "adapters.google.vertex:VertexVeoAdapter",
     "luma": "adapters.luma:LumaAdapter",
     "replicate": "adapters.replicate:ReplicateAdapter",
     "fal": "adapters.fal:FalAdapter",

@@ -16,7 +16,14 @@ ADAPTER_DIR = Path(adapters.__file__).parent
 
 
 # Modules of adapters/ that hold shared parts, not a provider (dotted, below `adapters.`).
-NOT_ADAPTERS = {"base", "fields", "_local_render"}
+NOT_ADAPTERS = {
+    "base",
+    "fields",
+    "google.operations",
+    "google.veo_base",
+    "google.veo_models",
+    "_local_render",
+}
 
 
 def _modules() -> set[str]:

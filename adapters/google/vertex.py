@@ -1,8 +1,11 @@
-"""Google Veo on Vertex AI (`{location}-aiplatform.googleapis.com`), providers.md §2b.
+"""Google Veo on Vertex AI (`{location}-aiplatform.googleapis.com`).
 
-Same `instances`/`parameters` body as the Gemini API (so this adapter extends `VeoAdapter`), but:
-OAuth2 bearer tokens minted from a service account, project/location in every path, `seed` and
-`fps` accepted, polling by `POST ...:fetchPredictOperation {"operationName": ...}`, and the video
+Docs: https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/veo-video-generation
+and https://cloud.google.com/vertex-ai/generative-ai/docs/reference/rest/v1/projects.locations.publishers.models/predictLongRunning;
+checked against the official SDK `google-genai` 2.34.0 in Vertex mode (test_vertex_sdk.py).
+The same `instances`/`parameters` body as the Gemini API (`veo_base.py`), but: OAuth2 bearer
+tokens minted from a service account, project/location in every path, `seed` and `fps`
+accepted, polling by `POST ...:fetchPredictOperation {"operationName": ...}`, and the video
 comes back inline as base64 in the finished operation (we never set `storageUri`).
 """
 
@@ -19,14 +22,16 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from adapters.veo import VEO2, VEO3, VEO_FPS, ModelSpec, OperationError, VeoAdapter, finished
+from adapters.google.operations import FilteredMedia, Operation, result_of
+from adapters.google.veo_base import VeoBase
+from adapters.google.veo_models import VEO2, VEO3, VEO_FPS, ModelSpec
 from sceneflow.errors import (
     AuthError,
     CredentialsError,
     ProviderError,
     TransientError,
 )
-from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
+from sceneflow.models import StandardVideoRequest, StandardVideoResult
 from sceneflow.providers import Credentials
 
 __all__ = ["VertexVeoAdapter"]
@@ -53,26 +58,19 @@ class _Video(BaseModel):
     mimeType: str | None = None
 
 
-class _Response(BaseModel):
+class _Response(FilteredMedia):
     videos: list[_Video] = []
-    raiMediaFilteredCount: int | None = None
-    raiMediaFilteredReasons: list[str] = []
 
 
-class _Operation(BaseModel):
-    name: str
-    done: bool = False
-    error: OperationError | None = None
-    response: _Response | None = None
+_Operation = Operation[_Response]
 
 
 def _transport() -> Any:
-    # google-auth ships transports for `requests` and `urllib3`; neither is our own dependency,
-    # so take whichever the environment has.
-    try:
-        from google.auth.transport.requests import Request
-    except ImportError:
-        from google.auth.transport.urllib3 import Request  # type: ignore[assignment]
+    # google-auth sends its token request through an HTTP library it does not ship; SceneFlow
+    # depends on `requests` for exactly this (pyproject.toml). google-auth (~0.1 s to import)
+    # is imported only when a token is minted, so reading this adapter's capabilities is free.
+    from google.auth.transport.requests import Request
+
     return Request()
 
 
@@ -87,7 +85,7 @@ def _mint(info: dict[str, Any]) -> tuple[str, float]:
     return str(creds.token), expiry
 
 
-class VertexVeoAdapter(VeoAdapter):
+class VertexVeoAdapter(VeoBase):
     """Veo on Vertex AI; credentials are a service account plus project and location."""
 
     key = "vertex"
@@ -213,39 +211,28 @@ class VertexVeoAdapter(VeoAdapter):
         response = await self._call("POST", path, credentials, json=body, submit=True)
         return str(self.parse(_Operation, response).name)
 
-    async def _operation(self, job_id: str, credentials: Credentials) -> _Operation:
-        resource = job_id.rpartition("/operations/")[0]
+    async def _operation(self, provider_job_id: str, credentials: Credentials) -> _Operation:
+        resource = provider_job_id.rpartition("/operations/")[0]
         if not resource:
             raise ProviderError(
-                f"{self.key}: {job_id!r} is not a Vertex operation name", provider=self.key
+                f"{self.key}: {provider_job_id!r} is not a Vertex operation name",
+                provider=self.key,
             )
         response = await self._call(
             "POST",
             f"{resource}:fetchPredictOperation",
             credentials,
-            json={"operationName": job_id},
+            json={"operationName": provider_job_id},
         )
-        return self.parse(_Operation, response)  # type: ignore[no-any-return]
+        return self.parse(_Operation, response)
 
-    async def status(self, job_id: str, credentials: Credentials) -> StandardVideoResult:
-        op = await self._operation(job_id, credentials)
-        if not op.done:
-            return StandardVideoResult(status=JobStatus.QUEUED, provider_job_id=op.name)
-        result = op.response or _Response()
+    async def status(self, provider_job_id: str, credentials: Credentials) -> StandardVideoResult:
+        op = await self._operation(provider_job_id, credentials)
+        response = op.response or _Response()
         # The bytes stay in the operation; download() fetches it again rather than keeping
         # megabytes of base64 in the result.
-        return finished(
-            op.name,
-            error=op.error,
-            video_url=INLINE_PREFIX + op.name if result.videos else None,
-            filtered=result.raiMediaFilteredCount,
-            reasons=result.raiMediaFilteredReasons,
-            details={"samples": len(result.videos)},
-        )
-
-    async def cancel(self, job_id: str, credentials: Credentials) -> None:
-        """No-op: Vertex exposes no cancel for Veo operations (can_cancel=False); the pipeline
-        simply stops polling."""
+        video_url = INLINE_PREFIX + op.name if response.videos else None
+        return result_of(op, response, video_url=video_url, samples=len(response.videos))
 
     async def download(
         self, result: StandardVideoResult, credentials: Credentials, destination: Path

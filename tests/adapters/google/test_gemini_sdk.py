@@ -13,7 +13,7 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from adapters.veo import VeoAdapter
+from adapters.google.gemini import VeoAdapter
 from sceneflow.models import StandardVideoRequest
 from sceneflow.providers import Credentials
 from tests.support.emulators._base import sample_mp4, serve

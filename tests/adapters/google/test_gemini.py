@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapters.veo import VeoAdapter
+from adapters.google.gemini import VeoAdapter
 from sceneflow.errors import (
     AmbiguousSubmitError,
     AuthError,

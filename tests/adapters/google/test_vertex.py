@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from adapters.vertex import VertexVeoAdapter
+from adapters.google.vertex import VertexVeoAdapter
 from sceneflow.errors import (
     AmbiguousSubmitError,
     AuthError,

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from adapters.veo import VeoAdapter
+from adapters.google.gemini import VeoAdapter
 from sceneflow.providers import Credentials
 
 pytestmark = pytest.mark.live

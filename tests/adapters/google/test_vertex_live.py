@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.vertex import VertexVeoAdapter
+from adapters.google.vertex import VertexVeoAdapter
 from sceneflow.providers import Credentials
 
 pytestmark = pytest.mark.live

@@ -3,87 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-from typing import Any
+import time
 
-from prefect import flow, get_run_logger, tags
-from pydantic import BaseModel
+from prefect import flow, get_run_logger
 
 from adapters import Provider, get_adapter
-from sceneflow import jobs
-from sceneflow.batchfile import PromptRow, RowProblem
+from flows.steps import run_job
+from sceneflow import batches
+from sceneflow.batches import BatchSummary, PromptRow, ResultRecord
 from sceneflow.errors import SceneFlowError
-from sceneflow.models import JobStatus
-from sceneflow.polling import Deadlines, deadlines_for
-from sceneflow.providers import Credentials, VideoAdapter
+from sceneflow.jobs import ledger
+from sceneflow.jobs.ledger import JobRef
+from sceneflow.jobs.poll import deadlines_for
+from sceneflow.providers import Credentials
 from tasks.batch import Progress, read_prompts, write_results
 from tasks.credentials import load_credentials
-from tasks.generation import download_video, submit_generation, wait_for_generation
 from tasks.record import finish_job
-
-
-class BatchSummary(BaseModel):
-    batch_id: str
-    total: int
-    completed: int
-    failed: int
-    invalid: int
-    results_csv: str
-    output_dir: str
-    failures: list[str]
-
-
-def batch_id_for(csv_path: str, user_id: str) -> str:
-    """The same CSV for the same user is the same batch, so a re-run resumes it."""
-    return hashlib.sha256(f"{user_id}\x1f{csv_path}".encode()).hexdigest()[:16]
-
-
-def _problem_record(problem: RowProblem) -> dict[str, Any]:
-    return {
-        "id": problem.row_id,
-        "row_number": problem.row_number,
-        "provider": problem.provider,
-        "status": "INVALID",
-        "error": "; ".join(problem.problems),
-    }
-
-
-def _row_record(row: PromptRow, summary: dict[str, Any], duration: float | None) -> dict[str, Any]:
-    return {
-        "id": row.row_id,
-        "row_number": row.row_number,
-        "provider": row.provider,
-        "status": summary["status"],
-        "provider_job_id": summary["provider_job_id"],
-        "output_path": summary["output_path"],
-        "duration": duration,
-        "error": summary["error"],
-        "warnings": "; ".join(row.warnings),
-        "attempts": summary["attempts"],
-        "cost": summary["cost"],
-        "submitted_at": summary["submitted_at"],
-        "finished_at": summary["finished_at"],
-        "job_id": summary["job_id"],
-    }
-
-
-async def _run_row(
-    row: PromptRow,
-    job: jobs.JobRef,
-    adapter: VideoAdapter,
-    credentials: Credentials | SceneFlowError,
-    *,
-    user_id: str,
-    output_dir: str,
-    deadlines: Deadlines,
-) -> float | None:
-    """Submit, wait, download. Three task runs a row, chosen to keep the batch's CPU low."""
-    if isinstance(credentials, SceneFlowError):
-        raise credentials
-    job = await submit_generation(job, adapter, credentials, user_id)
-    result = await wait_for_generation(job, adapter, credentials, user_id, deadlines)
-    done = await download_video(job, adapter, credentials, result, user_id, output_dir, row.row_id)
-    return done.duration
 
 
 @flow(name="generate-batch", flow_run_name="generate-batch[{provider}]")
@@ -112,7 +47,7 @@ async def generate_batch(
     if max_concurrency < 1:
         raise ValueError("max_concurrency must be at least 1")
     logger = get_run_logger()
-    batch_id = batch_id_for(csv_path, user_id)
+    batch_id = batches.batch_id_for(csv_path, user_id)
     batch = read_prompts(csv_path, Provider(provider).value)
     providers = sorted({row.provider for row in batch.rows})
     credentials: dict[str, Credentials | SceneFlowError] = {}
@@ -123,9 +58,13 @@ async def generate_batch(
             logger.error("%s rows cannot run: %s", key, e)
             credentials[key] = e
     adapters = {key: get_adapter(key) for key in providers}
+    deadlines = {
+        key: deadlines_for(key, adapter.capabilities(), deadline_seconds)
+        for key, adapter in adapters.items()
+    }
     limits = {key: asyncio.Semaphore(max_concurrency) for key in providers}
     refs = [
-        jobs.prepare_job(
+        ledger.prepare_job(
             user_id=user_id,
             provider=row.provider,
             request=row.request,
@@ -140,29 +79,34 @@ async def generate_batch(
     progress = Progress(len(batch.rows) + len(batch.problems))
     await progress.start(batch_id, already_done=len(batch.problems))
 
-    async def run(row: PromptRow, job: jobs.JobRef) -> dict[str, Any]:
-        adapter = adapters[row.provider]
+    def record(row: PromptRow, job: JobRef, duration: float | None) -> ResultRecord:
+        summary = finish_job(job.job_id, user_id=user_id, batch_id=batch_id, row_id=row.row_id)
+        return batches.row_record(row, summary, duration)
+
+    async def run(row: PromptRow, job: JobRef) -> ResultRecord:
         duration = None
-        # The provider tag lets a Prefect tag concurrency limit cap one provider across workers.
         async with limits[row.provider]:
             try:
-                with tags(f"provider:{row.provider}"):
-                    duration = await _run_row(
-                        row,
-                        job,
-                        adapter,
-                        credentials[row.provider],
-                        user_id=user_id,
-                        output_dir=output_dir,
-                        deadlines=deadlines_for(
-                            row.provider, adapter.capabilities(), deadline_seconds
-                        ),
-                    )
+                opened = credentials[row.provider]
+                if isinstance(opened, SceneFlowError):
+                    raise opened
+                done = await run_job(
+                    job,
+                    adapters[row.provider],
+                    opened,
+                    user_id=user_id,
+                    output_dir=output_dir,
+                    # A row's queue deadline starts when its turn comes, not when the batch does.
+                    deadlines=deadlines[row.provider].model_copy(
+                        update={"started_at": time.time()}
+                    ),
+                    row_id=row.row_id,
+                )
+                duration = done.duration
             except SceneFlowError as e:
-                jobs.mark_failed(job.job_id, e)
-        summary = finish_job(job.job_id, user_id=user_id, batch_id=batch_id)
+                ledger.give_up(job.job_id, e)
         await progress.tick()
-        return _row_record(row, summary, duration)
+        return record(row, job, duration)
 
     try:
         # return_exceptions: a bug hit by one row must not abandon the rows still running.
@@ -173,32 +117,18 @@ async def generate_batch(
         for adapter in adapters.values():
             await adapter.aclose()
     await progress.tick(final=True)
-    records = [_problem_record(p) for p in batch.problems]
+    records = [batches.invalid_record(p) for p in batch.problems]
     unexpected: list[BaseException] = []
     for row, job, outcome in zip(batch.rows, refs, outcomes, strict=True):
         if isinstance(outcome, BaseException):
             logger.error("row %d hit an unexpected error", row.row_number, exc_info=outcome)
-            jobs.mark_failed(job.job_id, outcome)
+            ledger.give_up(job.job_id, outcome)
             unexpected.append(outcome)
-            outcome = _row_record(
-                row, finish_job(job.job_id, user_id=user_id, batch_id=batch_id), None
-            )
+            outcome = record(row, job, None)
         records.append(outcome)
     location = await write_results(records, output_dir, batch_id)
-    failures = [
-        f"row {r['row_number']}: {r['error']}"
-        for r in records
-        if r["status"] != JobStatus.COMPLETED.value
-    ]
-    summary = BatchSummary(
-        batch_id=batch_id,
-        total=len(records),
-        invalid=len(batch.problems),
-        completed=sum(r["status"] == JobStatus.COMPLETED.value for r in records),
-        failed=len(failures) - len(batch.problems),
-        results_csv=location,
-        output_dir=output_dir,
-        failures=failures,
+    summary = batches.summarize_batch(
+        batch_id, records, results_csv=location, output_dir=output_dir
     )
     logger.info(
         "batch %s: %d completed, %d failed, %d invalid; results in %s",

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from prefect import flow, tags
+from prefect import flow
 
 from adapters import Provider, get_adapter
-from sceneflow import jobs
+from flows.steps import run_job
 from sceneflow.errors import SceneFlowError
+from sceneflow.jobs import ledger
+from sceneflow.jobs.poll import deadlines_for
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.polling import deadlines_for
 from tasks.credentials import load_credentials
-from tasks.generation import (
-    download_video,
-    submit_generation,
-    validate_request,
-    wait_for_generation,
-)
+from tasks.generation import validate_request
 from tasks.record import record_outcome
 
 
@@ -42,15 +38,13 @@ async def generate_video(
     provider_key = Provider(provider).value
     warnings = validate_request(provider_key, request)
     credentials = await load_credentials(user_id, provider_key)
-    job = jobs.prepare_job(user_id=user_id, provider=provider_key, request=request, force=force)
+    job = ledger.prepare_job(user_id=user_id, provider=provider_key, request=request, force=force)
     adapter = get_adapter(provider_key)
     deadlines = deadlines_for(provider_key, adapter.capabilities(), deadline_seconds)
     try:
-        # The provider tag lets a Prefect tag concurrency limit cap one provider across workers.
-        with tags(f"provider:{provider_key}"):
-            job = await submit_generation(job, adapter, credentials, user_id)
-            result = await wait_for_generation(job, adapter, credentials, user_id, deadlines)
-            job = await download_video(job, adapter, credentials, result, user_id, output_dir)
+        job = await run_job(
+            job, adapter, credentials, user_id=user_id, output_dir=output_dir, deadlines=deadlines
+        )
     except SceneFlowError:
         record_outcome(job.job_id, user_id)
         raise
@@ -62,6 +56,6 @@ async def generate_video(
         provider_job_id=job.provider_job_id,
         progress=100,
         output_path=job.output_path,
-        cost=summary["cost"],
+        cost=summary.cost,
         provider_details={"job_id": job.job_id, "warnings": warnings, "duration": job.duration},
     )

@@ -12,7 +12,7 @@ from prefect.deployments import run_deployment
 from pydantic import BaseModel
 
 from adapters import Provider
-from sceneflow import batchfile, storage
+from sceneflow import batches, storage
 from sceneflow.errors import SceneFlowError
 from sceneflow.models import JobStatus
 from sceneflow.shards import Shard, merge_results, split_prompts
@@ -72,7 +72,7 @@ async def generate_sharded_batch(
     """
     logger = get_run_logger()
     output_dir = _absolute(output_dir).rstrip("/")
-    pieces = split_prompts(batchfile.read_csv_text(csv_path), shards)
+    pieces = split_prompts(batches.read_csv_text(csv_path), shards)
     locations = [f"{output_dir}/shards/shard-{s.index:03d}.csv" for s in pieces]
     for shard, location in zip(pieces, locations, strict=True):
         storage.write_text(location, shard.csv_text)
@@ -127,7 +127,7 @@ async def generate_sharded_batch(
         key="sharded-batch-shards",
         description=f"Shard runs of {csv_path}; merged results in {location}",
     )
-    completed = sum(r.get("status") == JobStatus.COMPLETED.value for r in records)
+    completed = sum(r.status == JobStatus.COMPLETED.value for r in records)
     logger.info("%d of %d shards finished; results in %s", len(parts), len(pieces), location)
     if unfinished:
         raise SceneFlowError(

@@ -1,38 +1,43 @@
-"""Prompt CSVs in, results.csv out. Pure functions: no Prefect, no provider calls.
+"""A batch: prompt CSVs in, one record a row, results.csv and a summary out. No Prefect, and no
+provider calls: the provider's own checks come in as a function.
 
 Row numbers are the ones a spreadsheet shows: the header is row 1, the first prompt row 2.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections import Counter
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, field_validator
 
-from sceneflow.errors import ConfigError
-from sceneflow.models import StandardVideoRequest, format_validation_error
+from sceneflow.errors import ConfigError, RequestValidationError, UnknownProviderError
+from sceneflow.jobs.ledger import JobSummary
+from sceneflow.models import JobStatus, StandardVideoRequest, format_validation_error
+
+__all__ = [
+    "BatchSummary",
+    "PromptBatch",
+    "PromptRow",
+    "RESULT_COLUMNS",
+    "ResultRecord",
+    "RowProblem",
+    "batch_id_for",
+    "check_columns",
+    "invalid_record",
+    "parse_prompts",
+    "read_csv_text",
+    "results_csv",
+    "row_record",
+    "summarize_batch",
+]
 
 EXTRA_COLUMNS = ("id", "provider")
-RESULT_COLUMNS = [
-    "id",
-    "row_number",
-    "provider",
-    "status",
-    "provider_job_id",
-    "output_path",
-    "duration",
-    "error",
-    "warnings",
-    "attempts",
-    "cost",
-    "submitted_at",
-    "finished_at",
-    "job_id",
-]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -58,6 +63,50 @@ class RowProblem(BaseModel):
 class PromptBatch(BaseModel):
     rows: list[PromptRow]
     problems: list[RowProblem]
+
+
+class ResultRecord(BaseModel):
+    """One row of results.csv: a prompt row's outcome. No secret, no signed URL."""
+
+    id: str | None = None
+    row_number: int
+    provider: str | None = None
+    status: str
+    provider_job_id: str | None = None
+    output_path: str | None = None
+    duration: float | None = None
+    error: str | None = None
+    warnings: str | None = None
+    attempts: int | None = None
+    cost: float | None = None
+    submitted_at: datetime | None = None
+    finished_at: datetime | None = None
+    job_id: str | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        # results.csv read back (shards) has empty cells where a value is absent.
+        return None if value == "" else value
+
+
+RESULT_COLUMNS = list(ResultRecord.model_fields)
+
+
+class BatchSummary(BaseModel):
+    batch_id: str
+    total: int
+    completed: int
+    failed: int
+    invalid: int
+    results_csv: str
+    output_dir: str
+    failures: list[str]
+
+
+def batch_id_for(csv_path: str, user_id: str) -> str:
+    """The same CSV for the same user is the same batch, so a re-run resumes it."""
+    return hashlib.sha256(f"{user_id}\x1f{csv_path}".encode()).hexdigest()[:16]
 
 
 def read_csv_text(source: str) -> pd.DataFrame:
@@ -96,8 +145,6 @@ def parse_prompts(
     """Validate every row in one pass. `provider_check(provider, request)` raises
     RequestValidationError / UnknownProviderError for what the provider cannot do, and returns
     warnings. Bad rows are collected, never raised."""
-    from sceneflow.errors import RequestValidationError, UnknownProviderError
-
     frame.columns = check_columns(frame.columns)
     rows: list[PromptRow] = []
     problems: list[RowProblem] = []
@@ -155,8 +202,59 @@ def neutralise(value: Any) -> Any:
     return value
 
 
-def results_csv(records: list[dict[str, Any]]) -> str:
-    frame = pd.DataFrame.from_records(records, columns=RESULT_COLUMNS)
+def invalid_record(problem: RowProblem) -> ResultRecord:
+    return ResultRecord(
+        id=problem.row_id,
+        row_number=problem.row_number,
+        provider=problem.provider,
+        status="INVALID",
+        error="; ".join(problem.problems),
+    )
+
+
+def row_record(row: PromptRow, job: JobSummary, duration: float | None) -> ResultRecord:
+    return ResultRecord(
+        id=row.row_id,
+        row_number=row.row_number,
+        provider=row.provider,
+        status=job.status.value,
+        provider_job_id=job.provider_job_id,
+        output_path=job.output_path,
+        duration=duration,
+        error=job.error,
+        warnings="; ".join(row.warnings),
+        attempts=job.attempts,
+        cost=job.cost,
+        submitted_at=job.submitted_at,
+        finished_at=job.finished_at,
+        job_id=job.job_id,
+    )
+
+
+def summarize_batch(
+    batch_id: str, records: list[ResultRecord], *, results_csv: str, output_dir: str
+) -> BatchSummary:
+    """Counts and one line per row that did not complete, in row order."""
+    ordered = sorted(records, key=lambda r: r.row_number)
+    failures = [
+        f"row {r.row_number}: {r.error}" for r in ordered if r.status != JobStatus.COMPLETED.value
+    ]
+    invalid = sum(r.status == "INVALID" for r in records)
+    return BatchSummary(
+        batch_id=batch_id,
+        total=len(records),
+        completed=sum(r.status == JobStatus.COMPLETED.value for r in records),
+        failed=len(failures) - invalid,
+        invalid=invalid,
+        results_csv=results_csv,
+        output_dir=output_dir,
+        failures=failures,
+    )
+
+
+def results_csv(records: list[ResultRecord]) -> str:
+    # dtype=object keeps whole numbers whole: a float column would write attempts as 1.0.
+    frame = pd.DataFrame([r.model_dump() for r in records], columns=RESULT_COLUMNS, dtype=object)
     frame = frame.sort_values("row_number", kind="stable")
     buf = io.StringIO()
     frame.map(neutralise).to_csv(buf, index=False)

@@ -1,7 +1,8 @@
 """The one exception tree of SceneFlow.
 
 Adapters translate provider and transport failures into these once, at their edge, with
-``raise ... from e``. Tasks read the class to decide whether to retry (``tasks.policies``).
+``raise ... from e``. `is_retryable` is the one definition of what may be tried again: Prefect's
+retry condition (``tasks/policies.py``) and the job engine (``sceneflow.jobs``) both ask it.
 No message ever carries a credential, an auth header or a signed URL.
 
     SceneFlowError
@@ -39,10 +40,12 @@ __all__ = [
     "ProviderError",
     "RateLimitedError",
     "RejectedError",
+    "RETRYABLE",
     "RequestValidationError",
     "SceneFlowError",
     "TransientError",
     "UnknownProviderError",
+    "is_retryable",
 ]
 
 
@@ -130,3 +133,12 @@ class GenerationFailedError(ProviderError):
 
 class GenerationTimeoutError(ProviderError):
     pass
+
+
+# Transient failures and rate limits are the only errors worth trying again. A lost submit
+# (AmbiguousSubmitError) is not among them: it may have been billed (design.md §3).
+RETRYABLE: tuple[type[ProviderError], ...] = (TransientError, RateLimitedError)
+
+
+def is_retryable(error: BaseException) -> bool:
+    return isinstance(error, RETRYABLE)

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 
-from sceneflow.batchfile import results_csv
+from sceneflow.batches import ResultRecord, results_csv
 from sceneflow.errors import ConfigError
 
 __all__ = ["Shard", "merge_results", "split_prompts"]
@@ -76,12 +75,13 @@ def split_prompts(frame: pd.DataFrame, shards: int) -> list[Shard]:
     return result
 
 
-def merge_results(parts: list[tuple[Shard, str]]) -> tuple[list[dict[str, Any]], str]:
+def merge_results(parts: list[tuple[Shard, str]]) -> tuple[list[ResultRecord], str]:
     """The shards' results.csv texts as one set of records (original row numbers) and CSV."""
-    records: list[dict[str, Any]] = []
+    records: list[ResultRecord] = []
     for shard, text in parts:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-        for record in frame.to_dict(orient="records"):
-            record["row_number"] = int(record["row_number"]) + shard.offset
+        for cells in frame.to_dict(orient="records"):
+            record = ResultRecord.model_validate(cells)
+            record.row_number += shard.offset
             records.append(record)
     return records, results_csv(records)

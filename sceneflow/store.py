@@ -37,7 +37,7 @@ __all__ = [
     "jobs_for_batch",
     "list_all_configs",
     "list_configs",
-    "load_credentials",
+    "unseal_credentials",
     "put_credentials",
     "record_attempt",
     "rotate_keys",
@@ -110,7 +110,7 @@ def put_credentials(
     return row
 
 
-def load_credentials(
+def unseal_credentials(
     *, session: Session, user_id: str, provider: str, keyring: vault.Keyring | None = None
 ) -> dict[str, Any]:
     """The decrypted credentials; they live in memory only and must never be logged."""

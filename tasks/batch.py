@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 from uuid import UUID
 
 from prefect import get_run_logger, task
@@ -14,16 +13,16 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
-from sceneflow import batchfile, storage
-from sceneflow.batchfile import PromptBatch
+from sceneflow import batches, storage
+from sceneflow.batches import PromptBatch, ResultRecord
 from tasks.generation import check_request
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
 def read_prompts(csv_path: str, default_provider: str) -> PromptBatch:
     """Read the whole CSV in one pass and validate every row; bad rows are reported, not raised."""
-    batch = batchfile.parse_prompts(
-        batchfile.read_csv_text(csv_path),
+    batch = batches.parse_prompts(
+        batches.read_csv_text(csv_path),
         default_provider=default_provider,
         provider_check=check_request,
     )
@@ -37,17 +36,14 @@ def read_prompts(csv_path: str, default_provider: str) -> PromptBatch:
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
-async def write_results(records: list[dict[str, Any]], output_dir: str, batch_id: str) -> str:
+async def write_results(records: list[ResultRecord], output_dir: str, batch_id: str) -> str:
     """Write results.csv beside the videos and a results table artifact."""
     location = storage.write_text(
-        f"{output_dir.rstrip('/')}/results.csv", batchfile.results_csv(records)
+        f"{output_dir.rstrip('/')}/results.csv", batches.results_csv(records)
     )
-    table = [
-        {k: r.get(k) for k in ("id", "row_number", "provider", "status", "output_path", "error")}
-        for r in records
-    ]
+    shown = {"id", "row_number", "provider", "status", "output_path", "error"}
     await acreate_table_artifact(
-        table=sorted(table, key=lambda r: r["row_number"]),
+        table=[r.model_dump(include=shown) for r in sorted(records, key=lambda r: r.row_number)],
         key=f"batch-{batch_id}-results",
         description=f"Results of batch {batch_id}; full detail in {location}",
     )

@@ -1,4 +1,4 @@
-"""One Prefect task per step of a generation. Each wraps a plain function in sceneflow.jobs.
+"""One Prefect task per step of a generation. Each wraps one function of `sceneflow.jobs`.
 
 submit_generation and download_video are cached by the job's idempotency key and generation,
 so a re-run is answered from Prefect's cache; their results hold only ids, paths and statuses.
@@ -14,7 +14,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
 from adapters import get_adapter
-from sceneflow import jobs, polling
+from sceneflow.jobs import download, ledger, poll, submit
+from sceneflow.jobs.ledger import JobRef
 from sceneflow.models import StandardVideoRequest, StandardVideoResult
 from sceneflow.providers import Credentials, VideoAdapter
 from tasks.policies import RETRY_OPTIONS
@@ -22,8 +23,8 @@ from tasks.policies import RETRY_OPTIONS
 
 def _job_key(step: str):  # type: ignore[no-untyped-def]
     def key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
-        job: jobs.JobRef = parameters["job"]
-        if step == "download" and jobs.video_went_missing(job.job_id):
+        job: JobRef = parameters["job"]
+        if step == "download" and ledger.video_went_missing(job.job_id):
             return None  # deleted or moved since it was saved: fetch it again, uncached
         # The job id pins the key to one row of one database: a cache that outlives its
         # database (or is shared with another) can never answer for a different job.
@@ -53,10 +54,10 @@ def validate_request(provider: str, request: StandardVideoRequest) -> list[str]:
     task_run_name="submit[{job.provider}]",
 )
 async def submit_generation(
-    job: jobs.JobRef, adapter: VideoAdapter, credentials: Credentials, user_id: str
-) -> jobs.JobRef:
+    job: JobRef, adapter: VideoAdapter, credentials: Credentials, user_id: str
+) -> JobRef:
     """Send the job to the provider once and store its job id at once."""
-    return await jobs.submit_job(
+    return await submit.submit_job(
         adapter, job.job_id, credentials, user_id=user_id, logger=get_run_logger()
     )
 
@@ -68,14 +69,14 @@ async def submit_generation(
     task_run_name="wait[{job.provider}]",
 )
 async def wait_for_generation(
-    job: jobs.JobRef,
+    job: JobRef,
     adapter: VideoAdapter,
     credentials: Credentials,
     user_id: str,
-    deadlines: polling.Deadlines,
+    deadlines: poll.Deadlines,
 ) -> StandardVideoResult:
     """Poll adaptively until the job is done; cancel it and time out at a deadline."""
-    return await polling.wait_for_job(
+    return await poll.wait_for_job(
         adapter,
         job.job_id,
         credentials,
@@ -92,16 +93,16 @@ async def wait_for_generation(
     task_run_name="download[{job.provider}]",
 )
 async def download_video(
-    job: jobs.JobRef,
+    job: JobRef,
     adapter: VideoAdapter,
     credentials: Credentials,
     result: StandardVideoResult,
     user_id: str,
     output_dir: str,
     row_id: str | None = None,
-) -> jobs.JobRef:
+) -> JobRef:
     """Fetch the video as soon as it is done and verify it before calling the job COMPLETED."""
-    return await jobs.download_job(
+    return await download.download_job(
         adapter,
         job.job_id,
         result,

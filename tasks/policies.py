@@ -1,7 +1,8 @@
-"""Retry and cache options for every SceneFlow task, defined once.
+"""Retry options for every SceneFlow task that calls a provider, defined once.
 
-Adapters make one attempt; Prefect retries. Only transient failures and rate limits retry,
-with exponential backoff and jitter, and a rate limit waits at least its Retry-After.
+Adapters make one attempt; Prefect retries. Only what `sceneflow.errors.is_retryable` says
+(transient failures and rate limits) is retried, with exponential backoff and jitter, and a rate
+limit waits at least its Retry-After.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from typing import Any
 
 from prefect.tasks import exponential_backoff
 
-from sceneflow.errors import RateLimitedError, TransientError
+from sceneflow.errors import RateLimitedError, is_retryable
 
-RETRYABLE = (TransientError, RateLimitedError)
 # A provider asking for more than this is treated as an outage, not a pause.
 MAX_RETRY_AFTER = 120.0
 RETRY_BASE_DELAY = 1.0
@@ -30,7 +30,7 @@ async def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     if isinstance(error, RateLimitedError) and error.retry_after:
         # Prefect's own backoff follows this wait, so the next try comes after Retry-After.
         await asyncio.sleep(min(error.retry_after, MAX_RETRY_AFTER))
-    return isinstance(error, RETRYABLE)
+    return error is not None and is_retryable(error)
 
 
 RETRY_OPTIONS: dict[str, Any] = {

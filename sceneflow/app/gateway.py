@@ -16,11 +16,14 @@ from typing import Any, TypeVar
 
 import adapters
 from adapters import Provider
-from sceneflow import jobs, store
+from flows.generate import generate_video
+from sceneflow import credentials, store
 from sceneflow.db import session_scope
 from sceneflow.errors import NotFoundError, ProviderError, SceneFlowError
+from sceneflow.jobs import ledger, submit
 from sceneflow.models import GatewayResponse, JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.providers import Capabilities, VideoAdapter
+from sceneflow.tables import GenerationJob
 
 __all__ = ["VideoGenerationGateway"]
 
@@ -33,18 +36,6 @@ async def _respond(work: Awaitable[T], message: str | None = None) -> GatewayRes
     except SceneFlowError as e:
         return GatewayResponse(success=False, error=type(e).__name__, message=str(e))
     return GatewayResponse(success=True, data=data, message=message)
-
-
-def _job_for(user_id: str, provider: str, job_id: str) -> Any:
-    """Our job id or the provider's, as long as it belongs to this user and provider."""
-    with session_scope() as session:
-        job = store.find_job(session=session, job_id_or_provider_job_id=job_id)
-    if job is None or job.user_id != user_id or job.provider != provider:
-        raise NotFoundError(
-            f"No {provider} job {job_id!r} for user {user_id!r}. Use the job id that "
-            "trigger_generation returned (provider_details['job_id'])."
-        )
-    return job
 
 
 class VideoGenerationGateway:
@@ -78,22 +69,20 @@ class VideoGenerationGateway:
         output_dir: str,
         force: bool,
     ) -> StandardVideoResult:
-        from flows.generate import generate_video
-
         adapters.adapter_class(provider)  # UnknownProviderError names the known keys
         return await generate_video(user_id, Provider(provider), request, output_dir, force)
 
     async def _submit(
         self, user_id: str, request: StandardVideoRequest, provider: str, force: bool
     ) -> StandardVideoResult:
-        from tasks.credentials import fetch_credentials
-
         adapter = self.get_adapter(provider)
         try:
             warnings = adapter.validate(request)
-            credentials = fetch_credentials(user_id, provider)
-            job = jobs.prepare_job(user_id=user_id, provider=provider, request=request, force=force)
-            job = await jobs.submit_job(adapter, job.job_id, credentials, user_id=user_id)
+            opened = credentials.open_credentials(user_id, adapter.capabilities())
+            job = ledger.prepare_job(
+                user_id=user_id, provider=provider, request=request, force=force
+            )
+            job = await submit.submit_job(adapter, job.job_id, opened, user_id=user_id)
         finally:
             await adapter.aclose()
         return StandardVideoResult(
@@ -109,26 +98,16 @@ class VideoGenerationGateway:
         return await _respond(self._status(user_id, provider, job_id))
 
     async def _status(self, user_id: str, provider: str, job_id: str) -> StandardVideoResult:
-        from tasks.credentials import fetch_credentials
-
-        job = _job_for(user_id, provider, job_id)
+        job = ledger.find_owned_job(user_id, provider, job_id)
         if job.status == JobStatus.COMPLETED or not job.provider_job_id:
             return _from_row(job)
         adapter = self.get_adapter(provider)
         try:
-            result = await adapter.status(job.provider_job_id, fetch_credentials(user_id, provider))
+            opened = credentials.open_credentials(user_id, adapter.capabilities())
+            result = await adapter.status(job.provider_job_id, opened)
         finally:
             await adapter.aclose()
-        with session_scope() as session:
-            store.update_job(
-                session=session,
-                job_id=job.id,
-                status=result.status.value,
-                progress=result.progress,
-                cost=result.cost,
-                video_url=jobs.strip_signature(result.video_url),
-                error=result.error_message,
-            )
+        ledger.record_status(job.id, result, changed=result.status.value != job.status)
         result.provider_details["job_id"] = job.id
         return result
 
@@ -139,28 +118,20 @@ class VideoGenerationGateway:
         return await _respond(self._cancel(user_id, provider, job_id))
 
     async def _cancel(self, user_id: str, provider: str, job_id: str) -> StandardVideoResult:
-        from tasks.credentials import fetch_credentials
-
-        job = _job_for(user_id, provider, job_id)
+        job = ledger.find_owned_job(user_id, provider, job_id)
         if JobStatus(job.status) == JobStatus.COMPLETED:
             raise NotFoundError(f"Job {job.id} already completed; there is nothing to cancel.")
         adapter = self.get_adapter(provider)
         note = "the provider has no cancel call; SceneFlow stopped tracking the job"
         try:
-            if job.provider_job_id and adapter.capabilities().can_cancel:
-                await adapter.cancel(job.provider_job_id, fetch_credentials(user_id, provider))
+            caps = adapter.capabilities()
+            if job.provider_job_id and caps.can_cancel:
+                opened = credentials.open_credentials(user_id, caps)
+                await adapter.cancel(job.provider_job_id, opened)
                 note = "cancel sent to the provider"
         finally:
             await adapter.aclose()
-        with session_scope() as session:
-            job = store.update_job(
-                session=session,
-                job_id=job.id,
-                status=JobStatus.CANCELLED.value,
-                error=f"cancelled: {note}",
-                finished_at=jobs.now(),
-            )
-        return _from_row(job)
+        return _from_row(ledger.cancel_job(job.id, note))
 
     async def get_available_providers(self, user_id: str) -> GatewayResponse[list[dict[str, Any]]]:
         """Providers this user can use now: keyless ones, and those with credentials not
@@ -173,7 +144,7 @@ class VideoGenerationGateway:
                 }
             available = []
             for key in adapters.known():
-                caps = adapters.adapter_class(key)().capabilities()
+                caps = self.get_adapter(key).capabilities()
                 config = configs.get(key)
                 if caps.credential_fields and (config is None or config.is_valid is False):
                     continue
@@ -190,16 +161,15 @@ class VideoGenerationGateway:
 
     async def get_provider_capabilities(self, provider: str) -> GatewayResponse[Capabilities]:
         async def work() -> Capabilities:
-            return adapters.adapter_class(provider)().capabilities()  # type: ignore[no-any-return]
+            return self.get_adapter(provider).capabilities()
 
         return await _respond(work())
 
     async def test_provider_connection(self, user_id: str, provider: str) -> GatewayResponse[bool]:
         """Make the provider's cheapest authenticated call and update is_valid."""
-        from tasks.credentials import check_credentials
 
         async def work() -> bool:
-            valid = await check_credentials(user_id, provider)
+            valid = await credentials.check_credentials(self.get_adapter(provider), user_id)
             if not valid:
                 raise ProviderError(
                     f"{provider} rejected the stored credentials of {user_id!r}; store working "
@@ -211,7 +181,7 @@ class VideoGenerationGateway:
         return await _respond(work(), message=f"{provider} accepted the credentials")
 
 
-def _from_row(job: Any) -> StandardVideoResult:
+def _from_row(job: GenerationJob) -> StandardVideoResult:
     return StandardVideoResult(
         status=JobStatus(job.status),
         provider_job_id=job.provider_job_id,

@@ -1,9 +1,14 @@
-"""The life of one generation job, as plain functions over the job table and an adapter.
+"""The job ledger: the only writer of `generation_job` rows and their attempt log.
 
-Prefect tasks (``tasks/``) wrap these one to one (polling is in ``sceneflow.polling``); the
-gateway calls them directly. The ``generation_job`` row is the source of truth: it is written
-before anything is sent, the provider's job id is stored the moment the submit returns, and
-every later step resumes from it.
+Everything else in the job engine (`submit`, `poll`, `download`), the gateway and the flows move
+a job by calling one of these functions; none of them writes a job row itself. The row is the
+source of truth: it is written before anything is sent, the provider's job id is stored the
+moment the submit returns, and every later step resumes from it.
+
+    prepare_job ──► mark_sending ──► accept_submission ──► record_status ... ──► complete_job
+                        │                                        │
+                        └──► end_job (UNKNOWN / FAILED) ◄────────┴──► end_job (FAILED,
+                                                                       CANCELLED, TIMED_OUT)
 """
 
 from __future__ import annotations
@@ -14,34 +19,37 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel
 
 from sceneflow import storage, store
 from sceneflow.db import session_scope
-from sceneflow.errors import (
-    AmbiguousSubmitError,
-    AuthError,
-    GenerationFailedError,
-    NotFoundError,
-    RateLimitedError,
-    SceneFlowError,
-    TransientError,
-)
-from sceneflow.lost_submits import find_lost_job
-from sceneflow.media import InvalidVideoError, probe_video, verify_video
-from sceneflow.models import (
-    TERMINAL_STATUSES,
-    JobStatus,
-    StandardVideoRequest,
-    StandardVideoResult,
-)
+from sceneflow.errors import AuthError, NotFoundError, SceneFlowError, is_retryable
+from sceneflow.models import TERMINAL_STATUSES, JobStatus, StandardVideoRequest, StandardVideoResult
+from sceneflow.tables import GenerationJob, utcnow
 
-if TYPE_CHECKING:
-    from sceneflow.providers import Credentials, VideoAdapter
+__all__ = [
+    "JobRef",
+    "JobSummary",
+    "accept_submission",
+    "cancel_job",
+    "complete_job",
+    "end_job",
+    "find_owned_job",
+    "give_up",
+    "idempotency_key",
+    "job_ref",
+    "load_job",
+    "logged_call",
+    "mark_sending",
+    "prepare_job",
+    "record_status",
+    "strip_signature",
+    "summarize",
+    "video_went_missing",
+]
 
 log = logging.getLogger("sceneflow.jobs")
 
@@ -50,7 +58,9 @@ _RESTARTABLE = {JobStatus.FAILED, JobStatus.CANCELLED}
 
 
 class JobRef(BaseModel):
-    """What tasks pass around and Prefect may cache: ids, paths and statuses, never a secret."""
+    """What tasks pass around and Prefect may cache: ids, paths and statuses, never a secret.
+
+    `job_id` is always SceneFlow's own id; the provider's is `provider_job_id`."""
 
     job_id: str
     idempotency_key: str
@@ -62,8 +72,23 @@ class JobRef(BaseModel):
     duration: float | None = None
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
+class JobSummary(BaseModel):
+    """A job row as plain data for results.csv, artifacts, events and the CLI. It holds no
+    secret and no signed URL."""
+
+    job_id: str
+    row_number: int | None
+    provider: str
+    status: JobStatus
+    provider_job_id: str | None
+    progress: float
+    output_path: str | None
+    error: str | None
+    attempts: int
+    cost: float | None
+    request: dict[str, Any]
+    submitted_at: datetime | None
+    finished_at: datetime | None
 
 
 def idempotency_key(
@@ -90,14 +115,26 @@ def strip_signature(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-def load_job(session: Any, job_id: str) -> Any:
+def load_job(session: Any, job_id: str) -> GenerationJob:
     job = store.get_job(session=session, job_id=job_id)
     if job is None:
         raise NotFoundError(f"No generation job {job_id!r}; `sceneflow status` lists known jobs.")
     return job
 
 
-def _ref(job: Any) -> JobRef:
+def find_owned_job(user_id: str, provider: str, job_id: str) -> GenerationJob:
+    """Our job id or the provider's, as long as it belongs to this user and provider."""
+    with session_scope() as session:
+        job = store.find_job(session=session, job_id_or_provider_job_id=job_id)
+    if job is None or job.user_id != user_id or job.provider != provider:
+        raise NotFoundError(
+            f"No {provider} job {job_id!r} for user {user_id!r}. Use the job id that "
+            "trigger_generation returned (provider_details['job_id'])."
+        )
+    return job
+
+
+def job_ref(job: GenerationJob) -> JobRef:
     return JobRef(
         job_id=job.id,
         idempotency_key=job.idempotency_key,
@@ -125,6 +162,7 @@ def prepare_job(
     key = idempotency_key(
         user_id=user_id, provider=provider, request=request, row_id=row_id, occurrence=occurrence
     )
+    request_json = request.model_dump_json()
     with session_scope() as session:
         job, created = store.get_or_create_job(
             session=session,
@@ -133,16 +171,16 @@ def prepare_job(
             row_number=row_number,
             user_id=user_id,
             provider=provider,
-            request_json=request.model_dump_json(),
+            request_json=request_json,
             status=JobStatus.QUEUED.value,
         )
         restart = force or JobStatus(job.status) in _RESTARTABLE
-        if not created and (restart or job.request_json != request.model_dump_json()):
+        if not created and (restart or job.request_json != request_json):
             job = store.update_job(
                 session=session,
                 job_id=job.id,
                 generation=job.generation + 1,
-                request_json=request.model_dump_json(),
+                request_json=request_json,
                 status=JobStatus.QUEUED.value,
                 provider_job_id=None,
                 video_url=None,
@@ -158,7 +196,128 @@ def prepare_job(
             job = store.update_job(
                 session=session, job_id=job.id, batch_id=batch_id, row_number=row_number
             )
-        return _ref(job)
+        return job_ref(job)
+
+
+def mark_sending(job_id: str) -> tuple[GenerationJob, bool]:
+    """Stamp the send before it happens (a lost reply's job was created after this moment).
+    Returns the job and whether a send may go out now: not when it already has a provider id,
+    and not when an earlier send is UNKNOWN (that one is looked up instead, design.md §3)."""
+    with session_scope() as session:
+        job = load_job(session, job_id)
+        if job.provider_job_id or job.status == JobStatus.UNKNOWN:
+            return job, False
+        job = store.update_job(
+            session=session, job_id=job_id, attempts=job.attempts + 1, submitted_at=utcnow()
+        )
+        return job, True
+
+
+def accept_submission(job_id: str, provider_job_id: str) -> JobRef:
+    """The provider took the job: store its id at once, so no later step sends it again."""
+    with session_scope() as session:
+        job = store.update_job(
+            session=session,
+            job_id=job_id,
+            provider_job_id=provider_job_id,
+            status=JobStatus.QUEUED.value,
+            finished_at=None,
+            error=None,
+        )
+        return job_ref(job)
+
+
+def record_status(job_id: str, result: StandardVideoResult, *, changed: bool = True) -> None:
+    """Write what the provider last said of the job; a change of status is logged as an
+    attempt too. The one place a provider's status reaches the row."""
+    with session_scope() as session:
+        store.update_job(
+            session=session,
+            job_id=job_id,
+            status=result.status.value,
+            progress=result.progress,
+            video_url=strip_signature(result.video_url),
+            cost=result.cost,
+            error=result.error_message,
+        )
+        if changed:
+            store.record_attempt(
+                session=session,
+                job_id=job_id,
+                operation="status",
+                outcome="ok",
+                detail=f"{result.status.value} {result.progress:.0f}%",
+            )
+
+
+def complete_job(job_id: str, output_path: str) -> JobRef:
+    """The video is verified and in its final place: only now is the job COMPLETED."""
+    with session_scope() as session:
+        job = store.update_job(
+            session=session,
+            job_id=job_id,
+            status=JobStatus.COMPLETED.value,
+            progress=100,
+            output_path=output_path,
+            finished_at=utcnow(),
+            error=None,
+        )
+        return job_ref(job)
+
+
+def end_job(job_id: str, status: JobStatus, error: BaseException | str, user_id: str) -> None:
+    """Record why the job stopped in `status`. A rejected key also marks the stored
+    credentials invalid, so later runs fail fast instead of paying for 401s."""
+    with session_scope() as session:
+        job = store.update_job(
+            session=session,
+            job_id=job_id,
+            status=status.value,
+            error=str(error),
+            finished_at=utcnow(),
+        )
+        if isinstance(error, AuthError):
+            store.set_validity(
+                session=session, user_id=user_id, provider=job.provider, is_valid=False
+            )
+
+
+def cancel_job(job_id: str, note: str) -> GenerationJob:
+    """The user cancelled the job (at the provider where it can be)."""
+    with session_scope() as session:
+        return store.update_job(
+            session=session,
+            job_id=job_id,
+            status=JobStatus.CANCELLED.value,
+            error=f"cancelled: {note}",
+            finished_at=utcnow(),
+        )
+
+
+def give_up(job_id: str, error: BaseException) -> None:
+    """Record why a run stopped working on a job. A job still running at the provider keeps
+    its status, so a re-run resumes it instead of paying for a new one."""
+    with session_scope() as session:
+        job = load_job(session, job_id)
+        status = JobStatus(job.status)
+        if status in TERMINAL_STATUSES or status == JobStatus.UNKNOWN:
+            return
+        if job.provider_job_id and is_retryable(error):
+            store.update_job(
+                session=session,
+                job_id=job_id,
+                error=f"gave up after retries, the job may still be running: {error}",
+            )
+            return
+        store.update_job(
+            session=session,
+            job_id=job_id,
+            status=JobStatus.FAILED.value,
+            error=str(error)
+            if isinstance(error, SceneFlowError)
+            else f"{type(error).__name__}: {error}",
+            finished_at=utcnow(),
+        )
 
 
 def log_attempt(
@@ -179,171 +338,24 @@ def log_attempt(
             error_class=type(error).__name__ if error else None,
             detail=str(error) if error else detail,
             started_at=datetime.fromtimestamp(started, UTC),
-            finished_at=now(),
+            finished_at=utcnow(),
         )
 
 
-def fail_job(job_id: str, status: JobStatus, error: BaseException, user_id: str) -> None:
-    with session_scope() as session:
-        job = store.update_job(
-            session=session,
-            job_id=job_id,
-            status=status.value,
-            error=str(error),
-            finished_at=now(),
-        )
-        if isinstance(error, AuthError):
-            store.set_validity(
-                session=session, user_id=user_id, provider=job.provider, is_valid=False
-            )
-
-
-async def call_logged(
+async def logged_call(
     job_id: str, user_id: str, operation: str, fn: Callable[[], Awaitable[Any]]
 ) -> Any:
-    """Run one adapter call, log it as an attempt, and mark the key invalid on AuthError."""
+    """Run one adapter call, log it as an attempt, and end the job FAILED on a rejected key."""
     started = time.time()
     try:
         value = await fn()
     except SceneFlowError as e:
         log_attempt(job_id, operation, error=e, started=started)
         if isinstance(e, AuthError):
-            fail_job(job_id, JobStatus.FAILED, e, user_id)
+            end_job(job_id, JobStatus.FAILED, e, user_id)
         raise
     log_attempt(job_id, operation, detail=f"{operation} ok", started=started)
     return value
-
-
-async def submit_job(
-    adapter: VideoAdapter,
-    job_id: str,
-    credentials: Credentials,
-    *,
-    user_id: str,
-    logger: logging.Logger | logging.LoggerAdapter[Any] = log,
-) -> JobRef:
-    """Send the job once. A job that already has a provider id is resumed, never re-sent; one
-    whose submit reply was lost is looked up at the provider, never re-sent (design.md §3)."""
-    with session_scope() as session:
-        job = load_job(session, job_id)
-        request = StandardVideoRequest.model_validate_json(job.request_json)
-        if job.provider_job_id:
-            logger.info("job %s already submitted as %s; resuming", job_id, job.provider_job_id)
-            return _ref(job)
-        lost = job.status == JobStatus.UNKNOWN
-        if not lost:
-            # Stamped before sending: a lost reply's job was created after this moment.
-            store.update_job(
-                session=session, job_id=job_id, attempts=job.attempts + 1, submitted_at=now()
-            )
-    cause = None
-    if not lost:
-        try:
-            provider_job_id = await call_logged(
-                job_id, user_id, "submit", lambda: adapter.submit(request, credentials)
-            )
-        except AmbiguousSubmitError as e:
-            fail_job(job_id, JobStatus.UNKNOWN, e, user_id)
-            cause = str(e)
-        except SceneFlowError as e:
-            if not is_retryable(e):
-                fail_job(job_id, JobStatus.FAILED, e, user_id)
-            raise
-        else:
-            return _accepted(job_id, provider_job_id, logger)
-    try:
-        provider_job_id = await call_logged(
-            job_id, user_id, "lookup", lambda: find_lost_job(adapter, job_id, credentials, cause)
-        )
-    except SceneFlowError as e:
-        # However the lookup failed (a 401 included), the job may exist: it stays UNKNOWN, which
-        # a re-run never starts over, instead of FAILED, which it would submit anew.
-        fail_job(job_id, JobStatus.UNKNOWN, e, user_id)
-        raise
-    logger.warning("job %s: its lost submit had created %s; resuming", job_id, provider_job_id)
-    return _accepted(job_id, provider_job_id, logger)
-
-
-def _accepted(
-    job_id: str, provider_job_id: str, logger: logging.Logger | logging.LoggerAdapter[Any]
-) -> JobRef:
-    with session_scope() as session:
-        job = store.update_job(
-            session=session,
-            job_id=job_id,
-            provider_job_id=provider_job_id,
-            status=JobStatus.QUEUED.value,
-            finished_at=None,
-            error=None,
-        )
-        logger.info("job %s submitted to %s as %s", job_id, job.provider, provider_job_id)
-        return _ref(job)
-
-
-def is_retryable(error: BaseException) -> bool:
-    return isinstance(error, TransientError | RateLimitedError)
-
-
-def output_name(job_id: str, row_id: str | None) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in (row_id or ""))[:80]
-    return f"{safe or job_id}.mp4"
-
-
-async def download_job(
-    adapter: VideoAdapter,
-    job_id: str,
-    result: StandardVideoResult,
-    credentials: Credentials,
-    *,
-    user_id: str,
-    output_dir: str,
-    row_id: str | None = None,
-    logger: logging.Logger | logging.LoggerAdapter[Any] = log,
-) -> JobRef:
-    """Fetch the finished video at once (outputs expire), verify it, then mark COMPLETED."""
-    with session_scope() as session:
-        job = load_job(session, job_id)
-    if job.status == JobStatus.COMPLETED and job.output_path and storage.exists(job.output_path):
-        ref = _ref(job)
-        if not storage.is_remote(job.output_path):
-            ref.duration = probe_video(Path(job.output_path)).duration
-        return ref
-    request = StandardVideoRequest.model_validate_json(job.request_json)
-    name = output_name(job_id, row_id)
-    local = storage.staging_path(output_dir, name)
-    await call_logged(
-        job_id, user_id, "download", lambda: adapter.download(result, credentials, local)
-    )
-    try:
-        info = verify_video(local, expected_duration=request.duration, tolerance=0.5)
-    except InvalidVideoError as e:
-        error = GenerationFailedError(
-            f"{adapter.key} returned an unusable file: {e}", provider=adapter.key
-        )
-        fail_job(job_id, JobStatus.FAILED, error, user_id)
-        raise error from e
-    final = storage.publish(local, output_dir, name)
-    with session_scope() as session:
-        job = store.update_job(
-            session=session,
-            job_id=job_id,
-            status=JobStatus.COMPLETED.value,
-            progress=100,
-            output_path=final,
-            finished_at=now(),
-            error=None,
-        )
-    logger.info(
-        "job %s: saved %.1f s %dx%d video to %s",
-        job_id,
-        info.duration,
-        info.width,
-        info.height,
-        final,
-    )
-    ref = _ref(job)
-    ref.duration = info.duration
-    return ref
 
 
 def video_went_missing(job_id: str) -> bool:
@@ -351,49 +363,25 @@ def video_went_missing(job_id: str) -> bool:
     with session_scope() as session:
         job = load_job(session, job_id)
         saved = job.status == JobStatus.COMPLETED and job.output_path
-        return bool(saved) and not storage.exists(job.output_path)
+        return bool(saved) and not storage.exists(job.output_path or "")
 
 
-def mark_failed(job_id: str, error: BaseException) -> None:
-    """Record why a job stopped. A job still running at the provider keeps its status, so a
-    re-run resumes it instead of paying for a new one."""
+def summarize(job_id: str) -> JobSummary:
+    """The job's row as a `JobSummary`."""
     with session_scope() as session:
         job = load_job(session, job_id)
-        status = JobStatus(job.status)
-        if status in TERMINAL_STATUSES or status == JobStatus.UNKNOWN:
-            return
-        if job.provider_job_id and is_retryable(error):
-            store.update_job(
-                session=session,
-                job_id=job_id,
-                error=f"gave up after retries, the job may still be running: {error}",
-            )
-            return
-        store.update_job(
-            session=session,
-            job_id=job_id,
-            status=JobStatus.FAILED.value,
-            error=f"{type(error).__name__}: {error}"
-            if not isinstance(error, SceneFlowError)
-            else str(error),
-            finished_at=now(),
+        return JobSummary(
+            job_id=job.id,
+            row_number=job.row_number,
+            provider=job.provider,
+            status=JobStatus(job.status),
+            provider_job_id=job.provider_job_id,
+            progress=job.progress,
+            output_path=job.output_path,
+            error=job.error,
+            attempts=job.attempts,
+            cost=job.cost,
+            request=json.loads(job.request_json),
+            submitted_at=job.submitted_at,
+            finished_at=job.finished_at,
         )
-
-
-def job_summary(job: Any) -> dict[str, Any]:
-    """A job row as plain data for results.csv, artifacts and the CLI; no secret, no signed URL."""
-    return {
-        "job_id": job.id,
-        "row_number": job.row_number,
-        "provider": job.provider,
-        "status": job.status,
-        "provider_job_id": job.provider_job_id,
-        "progress": job.progress,
-        "output_path": job.output_path,
-        "error": job.error,
-        "attempts": job.attempts,
-        "cost": job.cost,
-        "request": json.loads(job.request_json),
-        "submitted_at": job.submitted_at,
-        "finished_at": job.finished_at,
-    }

@@ -11,31 +11,25 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel
 
-from sceneflow import storage, store
+from sceneflow import storage
 from sceneflow.db import session_scope
 from sceneflow.errors import (
     GenerationFailedError,
     GenerationTimeoutError,
     ProviderError,
     SceneFlowError,
-)
-from sceneflow.jobs import (
-    call_logged,
-    fail_job,
     is_retryable,
-    load_job,
-    log,
-    strip_signature,
 )
+from sceneflow.jobs.ledger import end_job, load_job, log, logged_call, record_status
 from sceneflow.models import JobStatus, StandardVideoResult
+from sceneflow.providers import Capabilities, Credentials, VideoAdapter
 from sceneflow.settings import get_settings
 
-if TYPE_CHECKING:
-    from sceneflow.providers import Capabilities, Credentials, VideoAdapter
+__all__ = ["Deadlines", "deadlines_for", "wait_for_job"]
 
 PROGRESS_WRITE_SECONDS = 5.0
 
@@ -98,30 +92,13 @@ async def wait_for_job(
         except SceneFlowError as e:
             # Moderation and auth failures can surface while polling; they end the job.
             if not is_retryable(e):
-                fail_job(job_id, JobStatus.FAILED, e, user_id)
+                end_job(job_id, JobStatus.FAILED, e, user_id)
             raise
         changed = result.status.value != last_status
         # A status change is an attempt worth logging; progress alone is written now and then,
         # since every write holds the event loop and (on SQLite) the database's write lock.
         if changed or time.monotonic() - last_write >= PROGRESS_WRITE_SECONDS:
-            with session_scope() as session:
-                store.update_job(
-                    session=session,
-                    job_id=job_id,
-                    status=result.status.value,
-                    progress=result.progress,
-                    video_url=strip_signature(result.video_url),
-                    cost=result.cost,
-                    error=result.error_message,
-                )
-                if changed:
-                    store.record_attempt(
-                        session=session,
-                        job_id=job_id,
-                        operation="status",
-                        outcome="ok",
-                        detail=f"{result.status.value} {result.progress:.0f}%",
-                    )
+            record_status(job_id, result, changed=changed)
             if changed:
                 logger.info("job %s: %s %.0f%%", job_id, result.status.value, result.progress)
             last_status, last_write = result.status.value, time.monotonic()
@@ -133,7 +110,7 @@ async def wait_for_job(
                 f"{result.error_message or 'no reason given'}",
                 provider=job.provider,
             )
-            fail_job(job_id, result.status, error, user_id)
+            end_job(job_id, result.status, error, user_id)
             raise error
         now = time.time()
         if result.status != JobStatus.QUEUED and running_since is None:
@@ -163,7 +140,7 @@ async def _time_out(
     cancelled = "no cancel call exists for this provider"
     if adapter.capabilities().can_cancel:
         try:
-            await call_logged(job_id, user_id, "cancel", lambda: adapter.cancel(pid, credentials))
+            await logged_call(job_id, user_id, "cancel", lambda: adapter.cancel(pid, credentials))
             cancelled = "a cancel was sent"
         except ProviderError as e:
             cancelled = f"the cancel failed ({e})"
@@ -173,5 +150,5 @@ async def _time_out(
         provider=adapter.key,
     )
     logger.warning("%s", error)
-    fail_job(job_id, JobStatus.TIMED_OUT, error, user_id)
+    end_job(job_id, JobStatus.TIMED_OUT, error, user_id)
     raise error

@@ -54,7 +54,7 @@ def test_work_pool_and_schedules_come_from_anchors() -> None:
     ]
     for schedule in CONFIG["definitions"]["schedules"].values():
         assert schedule["timezone"] and schedule["cron"]
-    assert CONFIG["pull"] == [{"sceneflow.worker_steps.use_checkout": {}}]
+    assert CONFIG["pull"] == [{"sceneflow.app.deploy.worker_steps.use_checkout": {}}]
 
 
 def _walk(node: Any) -> list[str]:

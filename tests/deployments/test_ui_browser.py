@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 
 from adapters import Provider
-from flows.batch import batch_id_for
+from sceneflow.batches import batch_id_for
 from tests.support.emulators._base import free_port
 from tests.support.prefect_runs import tail_logs, wait_for_flow_run
 

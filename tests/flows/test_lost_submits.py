@@ -12,9 +12,10 @@ import pytest
 from sqlmodel import col, select
 
 from flows.generate import generate_video
-from sceneflow import jobs, store
+from sceneflow import store
 from sceneflow.db import session_scope
 from sceneflow.errors import AmbiguousSubmitError, AuthError
+from sceneflow.jobs import ledger, submit
 from sceneflow.models import JobStatus, StandardVideoRequest
 from sceneflow.providers import Credentials
 from sceneflow.settings import get_settings
@@ -137,14 +138,14 @@ async def test_a_failed_lookup_keeps_the_job_unknown_so_no_rerun_pays_again(scen
         store.put_credentials(
             session=session, user_id="ann", provider="replicate", credentials={"api_key": "k"}
         )
-    ref = jobs.prepare_job(user_id="ann", provider="replicate", request=REQUEST)
+    ref = ledger.prepare_job(user_id="ann", provider="replicate", request=REQUEST)
     with pytest.raises(AuthError):
-        await jobs.submit_job(_LookupRefused(), ref.job_id, Credentials({}), user_id="ann")  # type: ignore[arg-type]
+        await submit.submit_job(_LookupRefused(), ref.job_id, Credentials({}), user_id="ann")  # type: ignore[arg-type]
     job, attempts = _job("replicate")
     assert job.status == JobStatus.UNKNOWN  # FAILED would make a re-run submit anew
     assert attempts == [("submit", "error"), ("lookup", "error")]
     with session_scope() as session:
         config = store.get_config(session=session, user_id="ann", provider="replicate")
         assert config is not None and config.is_valid is False  # the 401 still counts
-    again = jobs.prepare_job(user_id="ann", provider="replicate", request=REQUEST)
+    again = ledger.prepare_job(user_id="ann", provider="replicate", request=REQUEST)
     assert again.generation == ref.generation  # not restarted

@@ -38,7 +38,7 @@ def put(user: str, provider: str, ring: Keyring = RING_A, **creds: Any) -> None:
 
 def load(user: str, provider: str, ring: Keyring = RING_A) -> dict[str, Any]:
     with db.session_scope() as s:
-        return store.load_credentials(session=s, user_id=user, provider=provider, keyring=ring)
+        return store.unseal_credentials(session=s, user_id=user, provider=provider, keyring=ring)
 
 
 def key_ids() -> dict[tuple[str, str], str]:

@@ -1,74 +1,18 @@
-"""`sceneflow deployments apply` and `sceneflow doctor`: the commands for running SceneFlow as
-a service. They are registered on the app in `sceneflow.cli`."""
+"""`sceneflow doctor`: one line per check of what running SceneFlow needs."""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import typer
+from prefect.client.orchestration import get_client
 from rich.text import Text
 
-from sceneflow import db, manifest, store, vault
-from sceneflow.cli import app, console, handle_errors
-from sceneflow.errors import ConfigError, SceneFlowError
-from sceneflow.worker_steps import MARKER, checkout_directory
-
-deployments_app = typer.Typer(help="Deployments on the Prefect server.", no_args_is_help=True)
-app.add_typer(deployments_app, name="deployments")
-
-_NO_SERVER = (
-    "PREFECT_API_URL is not set, so there is no Prefect server to hold deployments (schedules "
-    "and workers refuse the ephemeral one). Start one with `make serve`, then "
-    "`export PREFECT_API_URL=http://127.0.0.1:4200/api`."
-)
-
-
-def _api_url() -> str | None:
-    from prefect.settings import get_current_settings
-
-    return get_current_settings().api.url
-
-
-@deployments_app.command("apply")
-@handle_errors
-def deployments_apply(
-    path: Annotated[Path, typer.Argument(help="The manifest CSV, one row per deployment.")],
-    check: Annotated[
-        bool, typer.Option("--check", help="Validate the manifest only; touch no server.")
-    ] = False,
-    prune: Annotated[
-        bool,
-        typer.Option(
-            "--prune",
-            help="Also delete deployments an earlier apply made whose rows are gone "
-            "(prefect.yaml's are never touched).",
-        ),
-    ] = False,
-) -> None:
-    """Create or update the deployments a manifest CSV defines; equal ones are left alone."""
-    repo = checkout_directory()
-    specs = manifest.load_manifest(path, reserved=manifest.prefect_yaml_names(repo / MARKER))
-    if check:
-        console.print(f"{path}: {len(specs)} deployment(s), all rows valid.")
-        return
-    if not _api_url():
-        raise ConfigError(_NO_SERVER)
-    outcomes = asyncio.run(manifest.apply_specs(specs, repo=repo))
-    for spec, change, fields in outcomes:
-        detail = f" (changed: {', '.join(fields)})" if fields else ""
-        console.print(f"{change:<9} {spec.full_name} (row {spec.row_number}){detail}")
-    counts = {c: sum(o[1] == c for o in outcomes) for c in ("created", "updated", "unchanged")}
-    if prune:
-        deleted = asyncio.run(manifest.prune_deployments(specs))
-        for name in deleted:
-            console.print(f"{'deleted':<9} {name} (no longer in {path.name})")
-        counts["deleted"] = len(deleted)
-    console.print(", ".join(f"{n} {c}" for c, n in counts.items()))
-
-
-# --- doctor ------------------------------------------------------------------------------
+from sceneflow import db, store, vault
+from sceneflow.app.cli.console import console
+from sceneflow.app.cli.deploy import api_url
+from sceneflow.errors import SceneFlowError
 
 Verdict = Literal["ok", "warn", "FAIL"]
 _STYLE = {"ok": "green", "warn": "yellow", "FAIL": "bold red"}
@@ -98,15 +42,13 @@ def _check_database() -> Verdict:
 
 
 async def _health(url: str) -> str | None:
-    from prefect.client.orchestration import get_client
-
     async with get_client() as client:
         error = await client.api_healthcheck()
     return None if error is None else f"{type(error).__name__}: {error}"
 
 
 def _check_prefect() -> Verdict:
-    url = _api_url()
+    url = api_url()
     if not url:
         return _line(
             "ok",
@@ -171,7 +113,6 @@ def _check_credentials() -> list[Verdict]:
     return verdicts
 
 
-@app.command()
 def doctor() -> None:
     """Check the encryption key, the database (applying migrations), the Prefect API and every
     stored credential; one line per check, exit code 1 when any fails."""

@@ -5,7 +5,7 @@
 The whole file is validated before anything is applied, and every problem names its row (as a
 spreadsheet numbers it: the header is row 1) and its field. Applying compares each deployment
 with what the Prefect API already holds and leaves equal ones alone, so applying twice changes
-nothing. Prefect is imported only inside the functions that talk to its API.
+nothing.
 """
 
 from __future__ import annotations
@@ -13,18 +13,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import pandas as pd
+import yaml
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.actions import DeploymentScheduleCreate
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+from prefect.client.schemas.responses import DeploymentResponse
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.exceptions import ObjectNotFound
+from prefect.flows import load_flow_from_entrypoint
+from prefect.utilities.callables import parameter_schema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from adapters import Provider
 from sceneflow.errors import ConfigError
-
-if TYPE_CHECKING:
-    from prefect.client.orchestration import PrefectClient
-    from prefect.client.schemas.responses import DeploymentResponse
 
 __all__ = [
     "FLOWS",
@@ -41,7 +46,7 @@ FLOWS: dict[str, tuple[str, str, str]] = {
     "batch": ("generate-batch", "flows/batch.py:generate_batch", "csv_path"),
     "inbox": ("process-inbox", "flows/inbox.py:process_inbox", "inbox_dir"),
 }
-PULL_STEPS: list[dict[str, Any]] = [{"sceneflow.worker_steps.use_checkout": {}}]
+PULL_STEPS: list[dict[str, Any]] = [{"sceneflow.app.deploy.worker_steps.use_checkout": {}}]
 TAGS = ["sceneflow", "manifest"]
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
@@ -103,7 +108,6 @@ class ManifestRow(BaseModel):
         if v is None:
             return None
         # The same check the Prefect API applies, so a row that passes here is accepted there.
-        from prefect.client.schemas.schedules import CronSchedule
 
         try:
             CronSchedule(cron=v)
@@ -235,7 +239,6 @@ def load_manifest(
 
 def prefect_yaml_names(path: Path) -> dict[str, str]:
     """Deployment names in prefect.yaml, so the manifest cannot take them over."""
-    import yaml
 
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     return {d["name"]: path.name for d in data.get("deployments") or [] if d.get("name")}
@@ -276,12 +279,6 @@ async def apply_specs(
     specs: list[DeploymentSpec], *, repo: Path, client: PrefectClient | None = None
 ) -> list[tuple[DeploymentSpec, Change, list[str]]]:
     """Create or update each deployment whose API copy differs; leave equal ones alone."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import DeploymentScheduleCreate
-    from prefect.client.schemas.schedules import CronSchedule
-    from prefect.exceptions import ObjectNotFound
-    from prefect.flows import load_flow_from_entrypoint
-    from prefect.utilities.callables import parameter_schema
 
     outcomes: list[tuple[DeploymentSpec, Change, list[str]]] = []
     async with client or get_client() as api:
@@ -338,8 +335,6 @@ async def prune_deployments(
 ) -> list[str]:
     """Delete the deployments an earlier apply made (tagged with TAGS) that `keep` no longer
     lists, and return their names. prefect.yaml's deployments never carry the manifest tag."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
 
     wanted = {spec.full_name for spec in keep}
     gone: list[str] = []

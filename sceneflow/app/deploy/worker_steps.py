@@ -23,7 +23,7 @@ def checkout_directory(directory: str | None = None) -> Path:
     source = "the step's `directory`" if directory else "SCENEFLOW_REPO"
     if not chosen:
         # An editable install (`pip install -e .`, as `make` does) imports from the checkout.
-        chosen, source = str(Path(__file__).resolve().parents[1]), "the installed package"
+        chosen, source = str(Path(__file__).resolve().parents[3]), "the installed package"
     path = Path(chosen).expanduser().resolve()
     if not (path / MARKER).is_file():
         raise FileNotFoundError(

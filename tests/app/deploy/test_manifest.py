@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from sceneflow import cli, manifest
+from sceneflow.app import cli
+from sceneflow.app.deploy import manifest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 HEADER = "name,flow,source,user,provider,cron,timezone,concurrency,output,active\n"
 runner = CliRunner()
 
@@ -138,7 +139,7 @@ def test_apply_creates_then_changes_nothing_then_updates_only_what_changed(
     ]
     assert nightly.parameters["max_concurrency"] == 4
     assert nightly.work_pool_name == "sceneflow-pool"
-    assert nightly.pull_steps == [{"sceneflow.worker_steps.use_checkout": {}}]
+    assert nightly.pull_steps == [{"sceneflow.app.deploy.worker_steps.use_checkout": {}}]
     assert before["process-inbox/drop-box"].schedules[0].active is False
     assert before["generate-batch/by-hand"].schedules == []
 

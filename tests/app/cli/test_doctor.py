@@ -10,7 +10,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from typer.testing import CliRunner, Result
 
 from flows.maintenance import check_credentials_flow
-from sceneflow import cli, db, store
+from sceneflow import db, store
+from sceneflow.app import cli
 from sceneflow.db import session_scope
 from sceneflow.settings import get_settings
 from tests.support.emulators._base import free_port, serve

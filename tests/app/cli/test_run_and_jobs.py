@@ -13,8 +13,8 @@ from typer.testing import CliRunner, Result
 
 import adapters
 from sceneflow import db, store
-from sceneflow.cli import app
-from sceneflow.gateway import VideoGenerationGateway
+from sceneflow.app.cli import app
+from sceneflow.app.gateway import VideoGenerationGateway
 from sceneflow.media import probe_video
 from sceneflow.models import StandardVideoRequest
 from sceneflow.settings import get_settings

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from sceneflow import jobs, polling, store
+from sceneflow import store
 from sceneflow.db import session_scope
 from sceneflow.errors import GenerationTimeoutError
+from sceneflow.jobs import ledger, poll
+from sceneflow.jobs.poll import Deadlines, deadlines_for, wait_for_job
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.polling import Deadlines, deadlines_for, wait_for_job
 from sceneflow.providers import Capabilities, Credentials
 from sceneflow.settings import get_settings
 
@@ -68,14 +69,14 @@ class Scripted:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr(polling, "time", fake)
+    monkeypatch.setattr(poll, "time", fake)
     return fake
 
 
 @pytest.fixture
 def job_id(sceneflow_env: Path) -> str:
     request = StandardVideoRequest(prompt="A slow model", aspect_ratio="16:9", motion_intensity=5)
-    ref = jobs.prepare_job(user_id="ann", provider="runway", request=request)
+    ref = ledger.prepare_job(user_id="ann", provider="runway", request=request)
     with session_scope() as session:
         store.update_job(session=session, job_id=ref.job_id, provider_job_id="task-1")
     return ref.job_id

@@ -15,8 +15,8 @@ import pytest
 import adapters
 from adapters.runway import RunwayAdapter
 from sceneflow import db, store
+from sceneflow.app.gateway import VideoGenerationGateway
 from sceneflow.errors import UnknownProviderError
-from sceneflow.gateway import VideoGenerationGateway
 from sceneflow.media import verify_video
 from sceneflow.models import TERMINAL_STATUSES, JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.settings import get_settings

@@ -13,7 +13,9 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner, Result
 
-from sceneflow import cli, db, store
+from sceneflow import db, store
+from sceneflow.app import cli
+from sceneflow.app.cli import creds as creds_cli
 from sceneflow.settings import get_settings
 from sceneflow.vault import Keyring
 
@@ -63,7 +65,7 @@ def snapshot() -> list[tuple[Any, ...]]:
 
 def load(user: str, provider: str, ring: Keyring | None = None) -> dict[str, Any]:
     with db.session_scope() as s:
-        return store.load_credentials(
+        return store.unseal_credentials(
             session=s, user_id=user, provider=provider, keyring=ring or Keyring.from_keys(KEY_A)
         )
 
@@ -126,7 +128,9 @@ def test_creds_set_takes_a_json_object_on_stdin() -> None:
 
 
 def test_creds_set_prompts_without_echo_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "sys", SimpleNamespace(stdin=SimpleNamespace(isatty=lambda: True)))
+    monkeypatch.setattr(
+        creds_cli, "sys", SimpleNamespace(stdin=SimpleNamespace(isatty=lambda: True))
+    )
     result = run("creds", "set", "alice", "runway", input=f"{SECRET}\n")
     assert result.exit_code == 0, result.output
     assert "Credentials (a JSON object or a bare API key):" in result.output

@@ -1,0 +1,55 @@
+"""`sceneflow status | cancel`: one job, by SceneFlow's id or the provider's."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from sceneflow import store
+from sceneflow.app.cli.console import console, handle_errors, unwrap
+from sceneflow.app.gateway import VideoGenerationGateway
+from sceneflow.db import session_scope
+from sceneflow.errors import NotFoundError
+
+JobArg = Annotated[str, typer.Argument(help="SceneFlow or provider job id.")]
+
+
+def _job_owner(job_id: str) -> tuple[str, str, str]:
+    with session_scope() as session:
+        job = store.find_job(session=session, job_id_or_provider_job_id=job_id)
+        if job is None:
+            raise NotFoundError(
+                f"No job {job_id!r}. Use the job_id column of results.csv or the id "
+                "`sceneflow generate` printed."
+            )
+        return job.user_id, job.provider, job.id
+
+
+def _print_result(result: Any) -> None:
+    table = Table(show_header=False)
+    for name in ("status", "provider_job_id", "progress", "output_path", "error_message", "cost"):
+        value = getattr(result, name)
+        if value is not None:
+            table.add_row(name, str(value))
+    console.print(table)
+
+
+def _act_on_job(job_id: str, action: str) -> None:
+    user, provider, our_id = _job_owner(job_id)
+    method = getattr(VideoGenerationGateway(), action)
+    _print_result(unwrap(asyncio.run(method(user, provider, our_id))))
+
+
+@handle_errors
+def status(job_id: JobArg) -> None:
+    """Where a job stands (asks the provider unless it is finished)."""
+    _act_on_job(job_id, "check_generation_status")
+
+
+@handle_errors
+def cancel(job_id: JobArg) -> None:
+    """Cancel a job at its provider (where the provider can) and stop tracking it."""
+    _act_on_job(job_id, "cancel_generation")

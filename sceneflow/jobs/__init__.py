@@ -1,0 +1,8 @@
+"""The job engine: the life of one generation job, as plain functions over the job table and an
+adapter. No Prefect here; `tasks/` wraps these one to one, and the gateway calls them directly.
+
+- `ledger`: the only writer of job rows (prepare, send stamp, status, completion, failure).
+- `submit`: send once; a lost reply is looked up at the provider, never re-sent blindly.
+- `poll`: adaptive polling against two deadlines (queued, running); cancel at a deadline.
+- `download`: fetch at once, verify the file in its final place, then COMPLETED.
+"""

@@ -1,0 +1,78 @@
+"""Fetching a finished video at once (outputs expire), verifying it, and only then COMPLETED."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sceneflow import storage
+from sceneflow.db import session_scope
+from sceneflow.errors import GenerationFailedError
+from sceneflow.jobs.ledger import (
+    JobRef,
+    complete_job,
+    end_job,
+    job_ref,
+    load_job,
+    log,
+    logged_call,
+)
+from sceneflow.media import InvalidVideoError, probe_video, verify_video
+from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
+from sceneflow.providers import Credentials, VideoAdapter
+
+__all__ = ["download_job", "output_name"]
+
+
+def output_name(job_id: str, row_id: str | None) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in (row_id or ""))[:80]
+    return f"{safe or job_id}.mp4"
+
+
+async def download_job(
+    adapter: VideoAdapter,
+    job_id: str,
+    result: StandardVideoResult,
+    credentials: Credentials,
+    *,
+    user_id: str,
+    output_dir: str,
+    row_id: str | None = None,
+    logger: logging.Logger | logging.LoggerAdapter[Any] = log,
+) -> JobRef:
+    """Fetch the finished video, verify it in place, then mark the job COMPLETED. A job whose
+    video is already saved is answered from the row."""
+    with session_scope() as session:
+        job = load_job(session, job_id)
+    if job.status == JobStatus.COMPLETED and job.output_path and storage.exists(job.output_path):
+        ref = job_ref(job)
+        if not storage.is_remote(job.output_path):
+            ref.duration = probe_video(Path(job.output_path)).duration
+        return ref
+    request = StandardVideoRequest.model_validate_json(job.request_json)
+    name = output_name(job_id, row_id)
+    local = storage.staging_path(output_dir, name)
+    await logged_call(
+        job_id, user_id, "download", lambda: adapter.download(result, credentials, local)
+    )
+    try:
+        info = verify_video(local, expected_duration=request.duration, tolerance=0.5)
+    except InvalidVideoError as e:
+        error = GenerationFailedError(
+            f"{adapter.key} returned an unusable file: {e}", provider=adapter.key
+        )
+        end_job(job_id, JobStatus.FAILED, error, user_id)
+        raise error from e
+    final = storage.publish(local, output_dir, name)
+    ref = complete_job(job_id, final)
+    logger.info(
+        "job %s: saved %.1f s %dx%d video to %s",
+        job_id,
+        info.duration,
+        info.width,
+        info.height,
+        final,
+    )
+    ref.duration = info.duration
+    return ref

@@ -21,7 +21,7 @@ __all__ = ["REGISTRY", "Provider", "adapter_class", "get_adapter", "known"]
 # provider key -> "module:Class"; imported on first use, so that one provider's imports (PyAV for
 # local, google-auth for vertex) are never a cost for another provider's user.
 REGISTRY: dict[str, str] = {
-    "local": "adapters.local:LocalAdapter",
+    "local": "adapters.local.adapter:LocalAdapter",
     "runway": "adapters.runway:RunwayAdapter",
     "veo": "adapters.google.gemini:VeoAdapter",
     "vertex": "adapters.google.vertex:VertexVeoAdapter",

@@ -46,7 +46,7 @@ def baseline_seconds(frames: int, preset: str, crf: int, path: Path) -> float:
 
 async def render_jobs(jobs: int, quality: str) -> tuple[float, list[dict[str, Any]]]:
     """Submit `jobs` different 5 s 720p videos at once; wall time until all are COMPLETED."""
-    from adapters.local import LocalAdapter
+    from adapters.local.adapter import LocalAdapter
     from sceneflow.models import JobStatus, StandardVideoRequest
     from sceneflow.providers import Credentials
 
@@ -76,7 +76,7 @@ async def render_jobs(jobs: int, quality: str) -> tuple[float, list[dict[str, An
 
 def run(*, jobs: int = 2, quality: str = "standard") -> dict[str, Any]:
     """All measurements in one fresh data directory; returns them as a dict."""
-    from adapters._local_render import ENCODER
+    from adapters.local.renderer import ENCODER
     from sceneflow.settings import get_settings
 
     frames = round(SECONDS * FPS)

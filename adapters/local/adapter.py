@@ -1,45 +1,27 @@
-"""The built-in provider: renders a real H.264 MP4 on this machine, with no key and no network.
+"""The local provider's adapter: `submit` returns a job id at once, a background render
+(`render_pool`) reports real progress, and any process can ask for the status.
 
-It behaves like a remote provider. `submit` returns a job id at once and a background render
-reports real progress. Job state lives on disk under `$SCENEFLOW_HOME/local/jobs/<job_id>/`:
-request.json, progress.json, output.mp4 and final.json (the outcome, written once). A process
-that did not start a job, say one restarted after a SIGKILL, can still ask for its status.
-Unfinished jobs that no render owns are started again, and the output is the same because
-rendering is deterministic.
-
-Renders run on a few daemon threads per process, not in detached subprocesses. The hot paths
-release the GIL: libx264 encodes in C on its own threads, and numpy ufuncs and `take` run
-without it. So threads fill both cores without paying interpreter and import start-up per job
-(about 0.5 s here), the bound on concurrent renders is one in-process queue rather than
-cross-process slot bookkeeping, and no orphan processes outlive tests or a killed pipeline. The
-price is that a render dies with its process. That is noticed through an flock on `lock`, which
-the kernel drops even on SIGKILL, and the next `status` call from any process restarts it.
+Job state lives on disk (`job_store`), so a process that did not start a job, say one restarted
+after a SIGKILL, can still report it; an unfinished job that no render owns is scheduled again.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
-import queue
-import re
 import shutil
-import threading
 import time
-import uuid
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import av
 
-from adapters._local_render import ENCODER, decode_image, render
 from adapters.fields import field_table, mapped, native
-from sceneflow.errors import NotFoundError, ProviderError, RequestValidationError
+from adapters.local import job_store, render_pool
+from adapters.local.renderer import ENCODER, decode_image
+from sceneflow.errors import ProviderError, RequestValidationError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.providers import Capabilities, Credentials, ModelCapabilities
-from sceneflow.settings import get_settings
 
 __all__ = ["LocalAdapter"]
 
@@ -47,152 +29,6 @@ KEY = "local"
 MODEL = "procedural-v1"
 # 1080p at every aspect ratio (21:9 1080p is 2520x1080); 4k takes minutes per clip on 2 cores.
 MAX_SIDE, MAX_PIXELS = 2560, 2560 * 1080
-MAX_ATTEMPTS = 5
-# One render already keeps x264 busy on both cores; a second one per core overlaps one job's
-# frame building and file writing with another's encoding. More would only queue in the kernel.
-WORKERS = max(1, min(os.cpu_count() or 1, 4))
-_JOB_ID = re.compile(r"^loc_[0-9a-f]{32}$")
-
-
-def jobs_dir() -> Path:
-    return get_settings().home / KEY / "jobs"
-
-
-def _writer() -> str:
-    """Unique among every thread of every process writing to the jobs directory."""
-    return f"{os.getpid()}.{threading.get_ident()}"
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{_writer()}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())  # type: ignore[no-any-return]
-    except FileNotFoundError:
-        return None
-
-
-def _finish(job: Path, status: JobStatus, **details: Any) -> bool:
-    """Record the outcome once: the first of render, cancel or failure wins (link is atomic)."""
-    tmp = job / f".final.{_writer()}.tmp"
-    tmp.write_text(json.dumps({"status": status.value, **details}))
-    try:
-        os.link(tmp, job / "final.json")
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        tmp.unlink()
-
-
-def _lock_is_held(job: Path) -> bool:
-    fd = os.open(job / "lock", os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # closing drops a lock we may have just taken
-    return False
-
-
-def _progress_writer(job: Path) -> Callable[[int, int], bool]:
-    """Report frames done to progress.json (at most every 0.1 s); say stop once cancelled."""
-    started, last = time.time(), 0.0
-
-    def on_frame(done: int, total: int) -> bool:
-        nonlocal last
-        if done == total or time.monotonic() - last > 0.1:
-            last = time.monotonic()
-            _write_json(job / "progress.json", {"frames": done, "total": total, "started": started})
-        return not (job / "final.json").exists()
-
-    return on_frame
-
-
-def run_job(job: Path) -> None:
-    """Render one job if no other thread or process owns it and it has no outcome yet."""
-    fd = os.open(job / "lock", os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        # A `status` probe holds the lock for microseconds; only a lock held this long means
-        # another render owns the job, and that render will write the outcome.
-        for _ in range(5):
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                time.sleep(0.02)
-        else:
-            return
-        if (job / "final.json").exists():
-            return
-        attempts = int((_read_json(job / "attempts.json") or {}).get("n", 0)) + 1
-        _write_json(job / "attempts.json", {"n": attempts})
-        if attempts > MAX_ATTEMPTS:
-            _finish(
-                job,
-                JobStatus.FAILED,
-                error=f"the render was interrupted {MAX_ATTEMPTS} "
-                "times (the process rendering it died each time); submit it again",
-            )
-            return
-        try:
-            request = StandardVideoRequest.model_validate_json((job / "request.json").read_text())
-            details = render(request, job / "output.part.mp4", _progress_writer(job))
-        except (av.FFmpegError, OSError, ValueError) as e:
-            _finish(job, JobStatus.FAILED, error=f"rendering failed: {type(e).__name__}: {e}")
-            return
-        if details is None:
-            return  # cancelled: final.json already says so
-        os.replace(job / "output.part.mp4", job / "output.mp4")
-        if not _finish(job, JobStatus.COMPLETED, attempts=attempts, **details):
-            (job / "output.mp4").unlink(missing_ok=True)  # cancelled while finishing
-    finally:
-        os.close(fd)
-
-
-class _RenderPool:
-    """A bounded set of daemon threads. Daemon, because a render must die with its process
-    exactly as under SIGKILL (the next status restarts it) instead of holding up exit."""
-
-    def __init__(self, workers: int) -> None:
-        self._queue: queue.SimpleQueue[Path] = queue.SimpleQueue()
-        self._pending: set[Path] = set()
-        self._threads: list[threading.Thread] = []
-        self._workers = workers
-        self._lock = threading.Lock()
-
-    def schedule(self, job: Path) -> None:
-        with self._lock:
-            if job in self._pending:
-                return
-            self._pending.add(job)
-            self._threads = [t for t in self._threads if t.is_alive()]
-            while len(self._threads) < self._workers:
-                thread = threading.Thread(target=self._work, name="local-render", daemon=True)
-                thread.start()
-                self._threads.append(thread)
-        self._queue.put(job)
-
-    def owns(self, job: Path) -> bool:
-        with self._lock:
-            return job in self._pending
-
-    def _work(self) -> None:
-        while True:
-            job = self._queue.get()
-            try:
-                run_job(job)
-            finally:
-                with self._lock:
-                    self._pending.discard(job)
-
-
-POOL = _RenderPool(WORKERS)
 
 FIELDS = field_table(
     prompt=native("palette from colour/scene words; caption"),
@@ -286,62 +122,50 @@ class LocalAdapter:
 
     async def submit(self, request: StandardVideoRequest, credentials: Credentials) -> str:
         self.validate(request)
-        job_id = f"loc_{uuid.uuid4().hex}"
-        job = jobs_dir() / job_id
-        job.mkdir(parents=True)
-        (job / "request.json").write_text(request.model_dump_json())
-        POOL.schedule(job)
-        return job_id
+        job = job_store.create(request)
+        render_pool.POOL.schedule(job)
+        return job.name
 
-    def _job(self, job_id: str) -> Path:
-        job = jobs_dir() / job_id
-        if not _JOB_ID.match(job_id) or not (job / "request.json").is_file():
-            raise NotFoundError(
-                f"local: no job {job_id!r} in {jobs_dir()}; local job ids look "
-                "like loc_<32 hex digits> and live in SCENEFLOW_HOME/local/jobs"
-            )
-        return job
-
-    async def status(self, job_id: str, credentials: Credentials) -> StandardVideoResult:
-        job = self._job(job_id)
-        if final := _read_json(job / "final.json"):
-            return _outcome(job_id, job, final)
-        if _lock_is_held(job):
-            progress = _read_json(job / "progress.json") or {"frames": 0, "total": 1}
+    async def status(self, provider_job_id: str, credentials: Credentials) -> StandardVideoResult:
+        job = job_store.find(provider_job_id)
+        if final := job_store.read_json(job / "final.json"):
+            return _outcome(provider_job_id, job, final)
+        if job_store.lock_is_held(job):
+            progress = job_store.read_json(job / "progress.json") or {"frames": 0, "total": 1}
             done, total = progress["frames"], progress["total"]
             elapsed = time.time() - progress.get("started", time.time())
             eta = elapsed / done * (total - done) if done else None
             return StandardVideoResult(
                 status=JobStatus.PROCESSING,
-                provider_job_id=job_id,
+                provider_job_id=provider_job_id,
                 progress=min(99.0, 100 * done / total),
                 estimated_time_remaining=eta,
                 provider_details={"frames_done": done, "frames": total},
             )
         # The lock is free: the render finished just now, waits in our queue, or died with
         # the process that ran it. The outcome is written before the lock is dropped.
-        if final := _read_json(job / "final.json"):
-            return _outcome(job_id, job, final)
-        restarted = not POOL.owns(job)
+        if final := job_store.read_json(job / "final.json"):
+            return _outcome(provider_job_id, job, final)
+        restarted = not render_pool.POOL.owns(job)
         if restarted:
             (job / "progress.json").unlink(missing_ok=True)
-            POOL.schedule(job)
+            render_pool.POOL.schedule(job)
         return StandardVideoResult(
             status=JobStatus.QUEUED,
-            provider_job_id=job_id,
+            provider_job_id=provider_job_id,
             provider_details={"restarted": restarted},
         )
 
-    async def cancel(self, job_id: str, credentials: Credentials) -> None:
+    async def cancel(self, provider_job_id: str, credentials: Credentials) -> None:
         """Stop the render; a job that already has an outcome keeps it."""
-        _finish(self._job(job_id), JobStatus.CANCELLED)
+        job_store.finish(job_store.find(provider_job_id), JobStatus.CANCELLED)
 
     async def download(
         self, result: StandardVideoResult, credentials: Credentials, destination: Path
     ) -> Path:
         job_id = result.provider_job_id or ""
-        job = self._job(job_id)
-        final = _read_json(job / "final.json") or {"status": "not finished"}
+        job = job_store.find(job_id)
+        final = job_store.read_json(job / "final.json") or {"status": "not finished"}
         source = job / "output.mp4"
         if final["status"] != JobStatus.COMPLETED or not source.is_file():
             raise ProviderError(
@@ -368,7 +192,7 @@ class LocalAdapter:
                 "`av` wheel from PyPI, which bundles it",
                 provider=KEY,
             )
-        jobs_dir().mkdir(parents=True, exist_ok=True)
+        job_store.jobs_dir().mkdir(parents=True, exist_ok=True)
 
     async def find_submitted(
         self, request: StandardVideoRequest, credentials: Credentials, *, since: datetime

@@ -1,6 +1,6 @@
 """The local provider's renderer: a prompt-coloured, captioned, moving picture as H.264 MP4.
 
-Pure and deterministic: the same request gives the same frames. `adapters.local` runs it as a
+Pure and deterministic: the same request gives the same frames. `render_pool` runs it as a
 background job. Every frame is built with numpy array operations (no per-pixel Python), straight
 in yuv420p so the encoder needs no colour conversion.
 """

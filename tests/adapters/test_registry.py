@@ -22,7 +22,9 @@ NOT_ADAPTERS = {
     "google.operations",
     "google.veo_base",
     "google.veo_models",
-    "_local_render",
+    "local.job_store",
+    "local.render_pool",
+    "local.renderer",
 }
 
 
@@ -43,6 +45,11 @@ def test_every_adapter_module_is_registered():
     }
     assert _modules() - NOT_ADAPTERS == registered
     assert NOT_ADAPTERS <= _modules(), "a listed helper module no longer exists"
+
+
+def test_no_module_is_private_by_name():
+    # Helpers are named for what they hold and listed above, not hidden behind a leading "_".
+    assert not [m for m in _modules() if any(p.startswith("_") for p in m.split("."))]
 
 
 def test_registry_keys_are_the_provider_enum():

@@ -253,9 +253,11 @@ def summarize_batch(
 
 
 def results_csv(records: list[ResultRecord]) -> str:
-    # dtype=object keeps whole numbers whole: a float column would write attempts as 1.0.
-    frame = pd.DataFrame([r.model_dump() for r in records], columns=RESULT_COLUMNS, dtype=object)
-    frame = frame.sort_values("row_number", kind="stable")
+    ordered = sorted(records, key=lambda r: r.row_number)
+    # Cells are neutralised before pandas sees them and the frame stays dtype=object: pandas
+    # infers a float column from whole numbers with gaps and would write attempts as 1.0.
+    cells = [{k: neutralise(v) for k, v in r.model_dump().items()} for r in ordered]
+    frame = pd.DataFrame(cells, columns=RESULT_COLUMNS, dtype=object)
     buf = io.StringIO()
-    frame.map(neutralise).to_csv(buf, index=False)
+    frame.to_csv(buf, index=False)
     return buf.getvalue()

@@ -69,7 +69,7 @@ class ManifestRow(BaseModel):
     flow: Literal["batch", "inbox"] = "batch"
     source: str = Field(min_length=1, description="Prompt CSV (batch) or inbox folder (inbox).")
     user: str = Field(min_length=1)
-    provider: Provider = Provider.LOCAL
+    provider: Provider = Provider("local")
     cron: str | None = None
     timezone: str = "UTC"
     concurrency: int = Field(4, ge=1, le=64)

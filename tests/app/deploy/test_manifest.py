@@ -11,10 +11,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+import adapters
 from sceneflow.app import cli
 from sceneflow.app.deploy import manifest
 
 REPO = Path(__file__).resolve().parents[3]
+KNOWN = ", ".join(repr(k) for k in adapters.REGISTRY)
+KNOWN = KNOWN.rsplit(", ", 1)[0] + " or " + KNOWN.rsplit(", ", 1)[1]
 HEADER = "name,flow,source,user,provider,cron,timezone,concurrency,output,active\n"
 runner = CliRunner()
 
@@ -49,8 +52,8 @@ def test_every_bad_row_is_reported_with_its_row_and_field(tmp_path: Path) -> Non
         "row 3: cron: '61 * * * *' is not a cron expression Prefect accepts",
         "row 4: timezone: 'Mars/Olympus' is not an IANA time zone",
         "row 5: concurrency: Input should be greater than or equal to 1",
-        "row 6: provider: must be one of 'local', 'runway', 'veo', 'vertex', 'luma', 'replicate'"
-        " or 'fal'",
+        # The list follows the registry, so a new provider needs no change here.
+        f"row 6: provider: must be one of {KNOWN}",
         "row 7: name: 'good' is already used by row 2; deployment names must be unique",
         "row 8: user: Field required",
         "row 9: name: 'batch-from-csv' is defined in prefect.yaml; pick another name",

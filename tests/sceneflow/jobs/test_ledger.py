@@ -1,0 +1,88 @@
+"""The ledger, the only writer of job rows: plain functions over the database, no Prefect."""
+
+from __future__ import annotations
+
+import pytest
+
+from sceneflow import store
+from sceneflow.db import session_scope
+from sceneflow.errors import AuthError, TransientError
+from sceneflow.jobs import ledger
+from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
+
+pytestmark = pytest.mark.usefixtures("database_url")
+
+REQUEST = StandardVideoRequest(prompt="A red kite", aspect_ratio="16:9", motion_intensity=4)
+
+
+def _job(**changes: object) -> str:
+    ref = ledger.prepare_job(user_id="ann", provider="runway", request=REQUEST, row_id="kite")
+    if changes:
+        with session_scope() as session:
+            store.update_job(session=session, job_id=ref.job_id, **changes)
+    return ref.job_id
+
+
+def test_the_summary_is_typed_and_holds_the_request() -> None:
+    job_id = _job()
+    summary = ledger.summarize(job_id)
+    assert summary.status is JobStatus.QUEUED and summary.attempts == 0
+    assert summary.request["prompt"] == "A red kite"
+
+
+def test_a_status_write_never_stores_a_signature_and_logs_a_change_once() -> None:
+    job_id = _job(provider_job_id="task-1")
+    done = StandardVideoResult(
+        status=JobStatus.PROCESSING, progress=40, video_url="https://cdn/x.mp4?X-Amz-Signature=S"
+    )
+    ledger.record_status(job_id, done, changed=True)
+    ledger.record_status(job_id, done, changed=False)
+    with session_scope() as session:
+        job = ledger.load_job(session, job_id)
+        attempts = session.exec(
+            store.select(store.GenerationAttempt).where(store.GenerationAttempt.job_id == job_id)
+        ).all()
+        assert (job.status, job.progress, job.video_url) == ("PROCESSING", 40, "https://cdn/x.mp4")
+        assert [a.detail for a in attempts] == ["PROCESSING 40%"]
+
+
+def test_sending_is_stamped_once_and_never_twice_for_a_job_with_a_provider_id() -> None:
+    job_id = _job()
+    job, send = ledger.mark_sending(job_id)
+    assert send and job.attempts == 1 and job.submitted_at is not None
+    ledger.accept_submission(job_id, "task-7")
+    job, send = ledger.mark_sending(job_id)
+    assert not send and job.attempts == 1 and job.provider_job_id == "task-7"
+
+
+def test_an_unknown_submit_is_never_sent_again() -> None:
+    job_id = _job(status=JobStatus.UNKNOWN.value)
+    assert ledger.mark_sending(job_id)[1] is False
+
+
+def test_giving_up_on_a_running_job_keeps_it_resumable() -> None:
+    job_id = _job(provider_job_id="task-1", status=JobStatus.PROCESSING.value)
+    ledger.give_up(job_id, TransientError("502", provider="runway"))
+    summary = ledger.summarize(job_id)
+    assert summary.status is JobStatus.PROCESSING
+    assert summary.error and summary.error.startswith("gave up after retries")
+
+
+def test_giving_up_before_the_provider_has_the_job_fails_it() -> None:
+    job_id = _job()
+    ledger.give_up(job_id, ValueError("boom"))
+    summary = ledger.summarize(job_id)
+    assert (summary.status, summary.error) == (JobStatus.FAILED, "ValueError: boom")
+
+
+def test_a_rejected_key_ends_the_job_and_marks_the_key_invalid() -> None:
+    with session_scope() as session:
+        store.put_credentials(
+            session=session, user_id="ann", provider="runway", credentials={"api_key": "k" * 12}
+        )
+    job_id = _job()
+    ledger.end_job(job_id, JobStatus.FAILED, AuthError("401", provider="runway"), "ann")
+    with session_scope() as session:
+        config = store.get_config(session=session, user_id="ann", provider="runway")
+        assert config is not None and config.is_valid is False
+    assert ledger.summarize(job_id).finished_at is not None

@@ -1,0 +1,96 @@
+"""Batch records, ids, summaries and results.csv: plain functions, no Prefect."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from sceneflow.batches import (
+    PromptRow,
+    ResultRecord,
+    RowProblem,
+    batch_id_for,
+    invalid_record,
+    results_csv,
+    row_record,
+    summarize_batch,
+)
+from sceneflow.jobs.ledger import JobSummary
+from sceneflow.models import JobStatus, StandardVideoRequest
+from sceneflow.shards import Shard, merge_results
+
+REQUEST = StandardVideoRequest(prompt="A red kite", aspect_ratio="16:9", motion_intensity=4)
+
+
+def _summary(status: JobStatus, error: str | None = None) -> JobSummary:
+    return JobSummary(
+        job_id="j1",
+        row_number=2,
+        provider="runway",
+        status=status,
+        provider_job_id="task-9",
+        progress=100,
+        output_path="/out/a.mp4" if status == JobStatus.COMPLETED else None,
+        error=error,
+        attempts=1,
+        cost=5.0,
+        request=REQUEST.model_dump(),
+        submitted_at=datetime(2026, 12, 1, 9, 0, tzinfo=UTC),
+        finished_at=datetime(2026, 12, 1, 9, 1, tzinfo=UTC),
+    )
+
+
+def test_a_batch_is_one_csv_of_one_user() -> None:
+    assert batch_id_for("/data/a.csv", "ann") == batch_id_for("/data/a.csv", "ann")
+    assert batch_id_for("/data/a.csv", "ann") != batch_id_for("/data/a.csv", "bob")
+    assert batch_id_for("/data/a.csv", "ann") != batch_id_for("/data/b.csv", "ann")
+
+
+def test_records_carry_the_row_and_the_job() -> None:
+    row = PromptRow(row_number=2, row_id="kite", provider="runway", request=REQUEST, warnings=["w"])
+    record = row_record(row, _summary(JobStatus.COMPLETED), duration=5.0)
+    assert record.model_dump(
+        include={"id", "status", "provider_job_id", "duration", "warnings"}
+    ) == {
+        "id": "kite",
+        "status": "COMPLETED",
+        "provider_job_id": "task-9",
+        "duration": 5.0,
+        "warnings": "w",
+    }
+    bad = invalid_record(
+        RowProblem(row_number=3, row_id=None, provider="luma", problems=["a", "b"])
+    )
+    assert (bad.status, bad.error, bad.row_number) == ("INVALID", "a; b", 3)
+
+
+def test_the_summary_counts_and_lists_what_did_not_complete_in_row_order() -> None:
+    records = [
+        ResultRecord(row_number=4, status="FAILED", error="moderated"),
+        ResultRecord(row_number=2, status="COMPLETED"),
+        ResultRecord(row_number=3, status="INVALID", error="prompt: must not be blank"),
+    ]
+    summary = summarize_batch("b1", records, results_csv="r.csv", output_dir="out")
+    assert (summary.total, summary.completed, summary.failed, summary.invalid) == (3, 1, 1, 1)
+    assert summary.failures == ["row 3: prompt: must not be blank", "row 4: moderated"]
+
+
+def test_results_csv_keeps_whole_numbers_whole_and_neutralises_formulas() -> None:
+    records = [
+        ResultRecord(row_number=3, status="INVALID", error="=HYPERLINK(1)"),
+        ResultRecord(row_number=2, status="COMPLETED", attempts=1, cost=5.0),
+    ]
+    frame = pd.read_csv(io.StringIO(results_csv(records)), dtype=str, keep_default_na=False)
+    assert frame["row_number"].tolist() == ["2", "3"]
+    assert frame["attempts"].tolist() == ["1", ""]
+    assert frame["error"].tolist() == ["", "'=HYPERLINK(1)"]
+
+
+def test_results_read_back_from_shards_become_records_again() -> None:
+    text = results_csv([ResultRecord(row_number=2, status="COMPLETED", attempts=2, duration=5.0)])
+    shard = Shard(index=1, first_row=12, rows=1, csv_text="")
+    records, merged = merge_results([(shard, text)])
+    assert records == [ResultRecord(row_number=12, status="COMPLETED", attempts=2, duration=5.0)]
+    assert "12,,COMPLETED" in merged

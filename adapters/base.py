@@ -71,6 +71,10 @@ class HttpAdapter:
 
     Subclasses set `key`, `default_base_url`, implement `auth_headers` and may override
     `error_message` to pull the provider's own message out of an error body.
+
+    A job refused by the provider's content filter raises ModerationError with the provider's
+    reason, the one way every adapter signals it: from `submit` when refused up front (a 4xx
+    body matching `moderation_markers`, translated here), from `status` when refused later.
     """
 
     key: str = ""

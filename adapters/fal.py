@@ -325,9 +325,10 @@ class FalAdapter(HttpAdapter):
             return result(status, error_message=reply.error or reply.error_type)
         try:
             response = await self.request("GET", path, credentials=credentials)
+        except ModerationError:
+            raise  # fal's content checker refused it after submission: the job ends here
         except RejectedError as e:
             # The run ended and fal refuses its result: the job failed with that reason.
-            details["moderation"] = isinstance(e, ModerationError)
             return result(JobStatus.FAILED, error_message=str(e))
         output = self.parse(_VideoResult, response, "result")
         details.update(output.video.model_dump(exclude={"url"}, exclude_none=True))

@@ -24,7 +24,7 @@ from adapters.base import (
     unsupported_warning,
 )
 from adapters.fields import field_table, mapped, native, unsupported
-from sceneflow.errors import RequestValidationError
+from sceneflow.errors import ModerationError, RequestValidationError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.providers import Capabilities, Credentials, ModelCapabilities
 
@@ -42,7 +42,8 @@ NAMED_RESOLUTIONS = {"720p": "720p", "1080p": "1080p", "4k": "4k"}
 ASPECT_RATIOS = ["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"]  # Luma also has 9:21
 PROMPT_MIN, PROMPT_MAX = 3, 5000  # "Prompt is too short/long" on create (docs, Errors)
 NATIVE_FPS = 24
-# Luma moderates after submission; the reason lands in failure_reason (docs, Errors).
+# Luma moderates after submission; the reason lands in failure_reason (docs, Errors), and
+# status() raises ModerationError for it.
 MODERATION_REASONS = ("moderation", "blacklisted")
 
 _LOOKUP_PAGES, _LOOKUP_PAGE_SIZE = 5, 100  # how far back a lost submit is looked for
@@ -292,8 +293,12 @@ class LumaAdapter(HttpAdapter):
         error = None
         if status is JobStatus.FAILED:
             error = gen.failure_reason or "luma reported the generation failed without a reason"
+            if any(m in error.lower() for m in MODERATION_REASONS):
+                raise ModerationError(
+                    f"{self.key}: generation {gen.id} was refused by the content filter: {error}",
+                    provider=self.key,
+                )
             details["failure_reason"] = gen.failure_reason
-            details["moderated"] = any(m in error.lower() for m in MODERATION_REASONS)
         elif status is JobStatus.COMPLETED and not video:
             status = JobStatus.FAILED
             error = "luma reported the generation completed but sent no assets.video URL"

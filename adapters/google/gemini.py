@@ -100,7 +100,8 @@ class VeoAdapter(VeoBase):
         generated = op.response.generateVideoResponse if op.response else None
         generated = generated or _GenerateVideoResponse()
         uris = [s.video.uri for s in generated.generatedSamples if s.video and s.video.uri]
-        return result_of(op, generated, video_url=uris[0] if uris else None, samples=len(uris))
+        first = uris[0] if uris else None
+        return result_of(op, generated, provider=self.key, video_url=first, samples=len(uris))
 
     async def download(
         self, result: StandardVideoResult, credentials: Credentials, destination: Path

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 from pydantic import BaseModel
 
+from sceneflow.errors import ModerationError
 from sceneflow.models import JobStatus, StandardVideoResult
 
 __all__ = [
@@ -72,10 +73,11 @@ def error_reasons(response: httpx.Response) -> str:
 
 
 def result_of(
-    op: Operation[Any], media: FilteredMedia, *, video_url: str | None, samples: int
+    op: Operation[Any], media: FilteredMedia, *, provider: str, video_url: str | None, samples: int
 ) -> StandardVideoResult:
-    """The operation as a standard result: QUEUED until done, then FAILED (`error`, or every
-    sample withheld by the safety filter) or COMPLETED with `video_url`."""
+    """The operation as a standard result: QUEUED until done, then FAILED (`error`, or no
+    video) or COMPLETED with `video_url`. Raises ModerationError when Google's safety filter
+    withheld the video: the job ends there, with Google's reasons."""
     if not op.done:
         return StandardVideoResult(status=JobStatus.QUEUED, provider_job_id=op.name)
     details: dict[str, Any] = {"samples": samples}
@@ -90,12 +92,17 @@ def result_of(
     filtered, reasons = media.raiMediaFilteredCount, media.raiMediaFilteredReasons
     if filtered:
         details |= {"rai_media_filtered_count": filtered, "rai_media_filtered_reasons": reasons}
+    if video_url is None and filtered:
+        why = "; ".join(reasons) or f"{filtered} video(s) withheld, no reason given"
+        raise ModerationError(
+            f"{provider}: operation {op.name} was blocked by the safety filter: {why}",
+            provider=provider,
+        )
     if video_url is None:
-        why = "; ".join(reasons) if reasons else "the operation finished without a video"
         return StandardVideoResult(
             **failed,
-            error_message=f"Blocked by the safety filter: {why}" if filtered else why,
-            provider_details=details | {"moderated": bool(filtered)},
+            error_message="the operation finished without a video",
+            provider_details=details,
         )
     return StandardVideoResult(
         status=JobStatus.COMPLETED,

@@ -232,7 +232,9 @@ class VertexVeoAdapter(VeoBase):
         # The bytes stay in the operation; download() fetches it again rather than keeping
         # megabytes of base64 in the result.
         video_url = INLINE_PREFIX + op.name if response.videos else None
-        return result_of(op, response, video_url=video_url, samples=len(response.videos))
+        return result_of(
+            op, response, provider=self.key, video_url=video_url, samples=len(response.videos)
+        )
 
     async def download(
         self, result: StandardVideoResult, credentials: Credentials, destination: Path

@@ -271,16 +271,15 @@ async def test_async_failure_is_failed_with_fal_reason(
     assert result.video_url is None
 
 
-async def test_late_moderation_is_failed_with_fal_message(tmp_path: Path) -> None:
+async def test_late_moderation_is_a_moderation_error_with_fal_message(tmp_path: Path) -> None:
     emu = FalEmulator(latency=0.1, late_validation=True)
     emu.inject("submit", "moderation")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=emu.app)) as client:
         adapter = FalAdapter(client=client, base_url="http://fal.test")
         job_id = await adapter.submit(req(), CREDS)
-        result = await wait(adapter, job_id, [])
-    assert result.status == JobStatus.FAILED
-    assert result.provider_details["moderation"] is True
-    assert result.error_message == (
+        with pytest.raises(ModerationError) as info:
+            await wait(adapter, job_id, [])
+    assert str(info.value) == (
         f"fal answered HTTP 422: prompt: {MODERATION_MSG} (content_policy_violation)"
     )
 

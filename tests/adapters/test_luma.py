@@ -260,19 +260,20 @@ async def test_async_failure_carries_lumas_reason(luma: LumaAdapter, emu: LumaEm
     emu.latency = 0
     result = await luma.status(job_id, CREDS)
     assert result.status is JobStatus.FAILED and result.error_message == "Job failed"
-    assert result.provider_details["moderated"] is False
+    assert result.provider_details["failure_reason"] == "Job failed"
 
 
-async def test_moderation_is_reported_after_submission(
+async def test_moderation_after_submission_is_a_moderation_error(
     luma: LumaAdapter, emu: LumaEmulator
 ) -> None:
     emu.inject("submit", "moderation")
     job_id = await luma.submit(req(), CREDS)
     emu.latency = 0
-    result = await luma.status(job_id, CREDS)
-    assert result.status is JobStatus.FAILED
-    assert result.error_message == "Advanced prompt moderation failed"
-    assert result.provider_details["moderated"] is True
+    error = await raises(ModerationError, luma.status(job_id, CREDS))
+    assert str(error) == (
+        f"luma: generation {job_id} was refused by the content filter: "
+        "Advanced prompt moderation failed"
+    )
 
 
 async def test_a_moderation_refusal_on_create_is_a_moderation_error() -> None:

@@ -227,20 +227,17 @@ async def test_async_failure_is_failed_with_the_reason(
     assert result.provider_details == {"samples": 0, "error_code": 13}
 
 
-async def test_rai_filtered_output_is_failed_with_the_reason(
+async def test_rai_filtered_output_is_a_moderation_error_with_the_reason(
     adapter: VeoAdapter, emu: VeoEmulator
 ) -> None:
     job_id = await adapter.submit(req(), CREDS)
     emu.inject("status", "moderation")
-    result = await adapter.status(job_id, CREDS)
-    assert result.status is JobStatus.FAILED
-    assert result.error_message == f"Blocked by the safety filter: {RAI_REASON}"
-    assert result.provider_details == {
-        "samples": 0,
-        "rai_media_filtered_count": 1,
-        "rai_media_filtered_reasons": [RAI_REASON],
-        "moderated": True,
-    }
+    with pytest.raises(ModerationError) as exc:
+        await adapter.status(job_id, CREDS)
+    assert str(exc.value) == (
+        f"veo: operation {job_id} was blocked by the safety filter: {RAI_REASON}"
+    )
+    assert exc.value.provider == "veo"
 
 
 async def test_submit_refusal_is_moderation_error(adapter: VeoAdapter, emu: VeoEmulator) -> None:

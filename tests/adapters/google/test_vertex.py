@@ -206,16 +206,17 @@ async def test_async_failure_and_rai_filter(served: tuple[VertexEmulator, str]) 
         failing = await adapter.submit(req(), c)
         filtered = await adapter.submit(req(), c)
         emu.inject("status", "moderation")
-        blocked = await adapter.status(filtered, c)
+        with pytest.raises(ModerationError) as blocked:
+            await adapter.status(filtered, c)
         await asyncio.sleep(0.35)
         failed = await adapter.status(failing, c)
     assert (failed.status, failed.error_message) == (
         JobStatus.FAILED,
         "Video generation failed: internal error.",
     )
-    assert blocked.status is JobStatus.FAILED
-    assert blocked.error_message == f"Blocked by the safety filter: {RAI_REASON}"
-    assert blocked.provider_details["moderated"] is True
+    assert str(blocked.value) == (
+        f"vertex: operation {filtered} was blocked by the safety filter: {RAI_REASON}"
+    )
 
 
 @pytest.mark.parametrize(

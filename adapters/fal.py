@@ -187,13 +187,13 @@ def _body(model: str, r: StandardVideoRequest) -> dict[str, Any]:
     return body
 
 
-def _queue_path(job_id: str) -> str:
+def _queue_path(provider_job_id: str) -> str:
     """`/<owner>/<app>/requests/<id>` (plus namespace, minus sub-path), as the SDK builds it."""
-    endpoint, _, request_id = job_id.rpartition(":")
+    endpoint, _, request_id = provider_job_id.rpartition(":")
     if not (_ENDPOINT.match(endpoint) and _REQUEST_ID.match(request_id)):
         raise NotFoundError(
-            f"fal job id {job_id!r} is not '<model endpoint>:<request id>' as submit returns "
-            "it; copy the whole job id"
+            f"fal job id {provider_job_id!r} is not '<model endpoint>:<request id>' as submit "
+            "returns it; copy the whole job id"
         )
     parts = endpoint.split("/")
     size = 3 if parts[0] in _NAMESPACES else 2
@@ -300,16 +300,16 @@ class FalAdapter(HttpAdapter):
             ) from e
         return f"{model}:{reply.request_id}"
 
-    async def status(self, job_id: str, credentials: Credentials) -> StandardVideoResult:
-        path = _queue_path(job_id)
+    async def status(self, provider_job_id: str, credentials: Credentials) -> StandardVideoResult:
+        path = _queue_path(provider_job_id)
         response = await self.request("GET", f"{path}/status", credentials=credentials)
         reply = self.parse(_StatusReply, response, "status")
-        model, _, request_id = job_id.rpartition(":")
+        model, _, request_id = provider_job_id.rpartition(":")
         details: dict[str, Any] = {"model": model, "request_id": request_id}
 
         def result(status: JobStatus, **kw: Any) -> StandardVideoResult:
             return StandardVideoResult(
-                status=status, provider_job_id=job_id, provider_details=details, **kw
+                status=status, provider_job_id=provider_job_id, provider_details=details, **kw
             )
 
         if reply.status == "IN_QUEUE":
@@ -336,8 +336,8 @@ class FalAdapter(HttpAdapter):
             details["seed"] = output.seed
         return result(JobStatus.COMPLETED, progress=100, video_url=output.video.url)
 
-    async def cancel(self, job_id: str, credentials: Credentials) -> None:
-        path = _queue_path(job_id)
+    async def cancel(self, provider_job_id: str, credentials: Credentials) -> None:
+        path = _queue_path(provider_job_id)
         try:
             await self.request("PUT", f"{path}/cancel", credentials=credentials)
         except RejectedError as e:

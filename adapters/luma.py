@@ -274,10 +274,10 @@ class LumaAdapter(HttpAdapter):
         )
         return self.parse(_Generation, response).id
 
-    async def status(self, job_id: str, credentials: Credentials) -> StandardVideoResult:
+    async def status(self, provider_job_id: str, credentials: Credentials) -> StandardVideoResult:
         response = await self.request(
             "GET",
-            f"/generations/{job_id}",
+            f"/generations/{provider_job_id}",
             credentials=credentials,
             headers={"Accept": "application/json"},
         )
@@ -311,7 +311,7 @@ class LumaAdapter(HttpAdapter):
             provider_details=details,
         )
 
-    async def cancel(self, job_id: str, credentials: Credentials) -> None:
+    async def cancel(self, provider_job_id: str, credentials: Credentials) -> None:
         """Does nothing: Luma cannot stop a running generation (see `can_cancel`).
 
         The pipeline stops polling; the job finishes or fails on Luma's side and stays
@@ -348,7 +348,7 @@ class LumaAdapter(HttpAdapter):
                     found.append((at or since, gen.id))
             if not page.has_more or all(at is not None and at < since for at in created):
                 break
-        return [job_id for _, job_id in sorted(found, reverse=True)]
+        return [gen_id for _, gen_id in sorted(found, reverse=True)]
 
     async def test_connection(self, credentials: Credentials) -> None:
         response = await self.request(

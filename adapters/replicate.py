@@ -334,8 +334,10 @@ class ReplicateAdapter(HttpAdapter):
         prediction: _Prediction = self.parse(_Prediction, response)
         return prediction.id
 
-    async def status(self, job_id: str, credentials: Credentials) -> StandardVideoResult:
-        response = await self.request("GET", f"/v1/predictions/{job_id}", credentials=credentials)
+    async def status(self, provider_job_id: str, credentials: Credentials) -> StandardVideoResult:
+        response = await self.request(
+            "GET", f"/v1/predictions/{provider_job_id}", credentials=credentials
+        )
         p: _Prediction = self.parse(_Prediction, response)
         # Raw vendor fields, minus output (a download URL) and logs (model chatter).
         details = p.model_dump(exclude={"id", "output", "logs", "error"})
@@ -377,9 +379,11 @@ class ReplicateAdapter(HttpAdapter):
             return output
         return None
 
-    async def cancel(self, job_id: str, credentials: Credentials) -> None:
+    async def cancel(self, provider_job_id: str, credentials: Credentials) -> None:
         # The SDK sends this POST with no body at all (content-length: 0).
-        await self.request("POST", f"/v1/predictions/{job_id}/cancel", credentials=credentials)
+        await self.request(
+            "POST", f"/v1/predictions/{provider_job_id}/cancel", credentials=credentials
+        )
 
     async def download(
         self, result: StandardVideoResult, credentials: Credentials, destination: Path

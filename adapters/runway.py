@@ -302,14 +302,16 @@ class RunwayAdapter(HttpAdapter):
                 status_code=response.status_code,
             ) from e
 
-    async def _task(self, job_id: str, credentials: Credentials) -> _Task:
-        response = await self.request("GET", self._task_path(job_id), credentials=credentials)
+    async def _task(self, provider_job_id: str, credentials: Credentials) -> _Task:
+        response = await self.request(
+            "GET", self._task_path(provider_job_id), credentials=credentials
+        )
         return self.parse(_Task, response, "task")
 
-    async def status(self, job_id: str, credentials: Credentials) -> StandardVideoResult:
+    async def status(self, provider_job_id: str, credentials: Credentials) -> StandardVideoResult:
         """The task mapped onto the standard result. A task refused by Runway's moderation
         (failureCode SAFETY.*) raises ModerationError: it must not be retried as is."""
-        task = await self._task(job_id, credentials)
+        task = await self._task(provider_job_id, credentials)
         final = task.cost is not None
         charged = task.cost or task.estimated_cost
         credits = charged.credits if charged else None
@@ -348,13 +350,13 @@ class RunwayAdapter(HttpAdapter):
                 details["outputs"] = len(task.output)
         return result
 
-    async def cancel(self, job_id: str, credentials: Credentials) -> None:
+    async def cancel(self, provider_job_id: str, credentials: Credentials) -> None:
         """DELETE cancels an active task, but on a finished task it deletes the output, so
         only active tasks are sent it. A task already gone (404) counts as cancelled."""
         try:
-            if (await self._task(job_id, credentials)).status not in _ACTIVE:
+            if (await self._task(provider_job_id, credentials)).status not in _ACTIVE:
                 return
-            path, headers = self._task_path(job_id), {"Accept": "*/*"}  # as the SDK sends
+            path, headers = self._task_path(provider_job_id), {"Accept": "*/*"}  # as the SDK sends
             await self.request("DELETE", path, credentials=credentials, headers=headers)
         except RejectedError as e:
             if e.status_code != 404:
@@ -372,15 +374,15 @@ class RunwayAdapter(HttpAdapter):
             return await self._download_fresh(result.provider_job_id, credentials, destination)
 
     async def _download_fresh(
-        self, job_id: str, credentials: Credentials, destination: Path
+        self, provider_job_id: str, credentials: Credentials, destination: Path
     ) -> Path:
         # Signatures expire within 24-48 h; Runway says to GET the task again for fresh URLs.
-        fresh = await self.status(job_id, credentials)
+        fresh = await self.status(provider_job_id, credentials)
         try:
             return await self.fetch_to_file(require_output_url(fresh, self.key), destination)
         except AuthError as e:
             raise RejectedError(
-                f"runway: the output of task {job_id} was refused even with a "
+                f"runway: the output of task {provider_job_id} was refused even with a "
                 "freshly signed URL; it may have been deleted",
                 provider=self.key,
                 status_code=e.status_code,
@@ -391,5 +393,5 @@ class RunwayAdapter(HttpAdapter):
         self.parse(_Organization, response, "organization")
 
     @staticmethod
-    def _task_path(job_id: str) -> str:
-        return "/v1/tasks/" + quote(job_id, safe="")
+    def _task_path(provider_job_id: str) -> str:
+        return "/v1/tasks/" + quote(provider_job_id, safe="")

@@ -163,18 +163,18 @@ class LocalAdapter:
     async def download(
         self, result: StandardVideoResult, credentials: Credentials, destination: Path
     ) -> Path:
-        job_id = result.provider_job_id or ""
-        job = job_store.find(job_id)
+        provider_job_id = result.provider_job_id or ""
+        job = job_store.find(provider_job_id)
         final = job_store.read_json(job / "final.json") or {"status": "not finished"}
         source = job / "output.mp4"
         if final["status"] != JobStatus.COMPLETED or not source.is_file():
             raise ProviderError(
-                f"local: job {job_id} is {final['status']} and has no video "
+                f"local: job {provider_job_id} is {final['status']} and has no video "
                 "to download; check `sceneflow status` first",
                 provider=KEY,
             )
         if destination.is_dir():
-            destination = destination / f"{job_id}.mp4"
+            destination = destination / f"{provider_job_id}.mp4"
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = destination.with_name(destination.name + ".part")
         partial.unlink(missing_ok=True)
@@ -200,18 +200,18 @@ class LocalAdapter:
         return None  # a local submit is a folder written in-process: its reply is never lost
 
 
-def _outcome(job_id: str, job: Path, final: dict[str, Any]) -> StandardVideoResult:
+def _outcome(provider_job_id: str, job: Path, final: dict[str, Any]) -> StandardVideoResult:
     status = JobStatus(final.pop("status"))
     if status is not JobStatus.COMPLETED:
         error = final.get("error") or ("cancelled" if status is JobStatus.CANCELLED else None)
         return StandardVideoResult(
             status=status,
-            provider_job_id=job_id,
+            provider_job_id=provider_job_id,
             error_message=f"local: {error}" if error else None,
         )
     return StandardVideoResult(
         status=status,
-        provider_job_id=job_id,
+        provider_job_id=provider_job_id,
         progress=100,
         video_url=(job / "output.mp4").resolve().as_uri(),
         estimated_time_remaining=0,

@@ -53,12 +53,12 @@ def create(request: StandardVideoRequest) -> Path:
     return job
 
 
-def find(job_id: str) -> Path:
+def find(provider_job_id: str) -> Path:
     """The folder of an existing job; NotFoundError for any other id (including paths)."""
-    job = jobs_dir() / job_id
-    if not _JOB_ID.match(job_id) or not (job / "request.json").is_file():
+    job = jobs_dir() / provider_job_id
+    if not _JOB_ID.match(provider_job_id) or not (job / "request.json").is_file():
         raise NotFoundError(
-            f"local: no job {job_id!r} in {jobs_dir()}; local job ids look "
+            f"local: no job {provider_job_id!r} in {jobs_dir()}; local job ids look "
             "like loc_<32 hex digits> and live in SCENEFLOW_HOME/local/jobs"
         )
     return job

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,13 @@ def test_every_entry_builds_an_adapter_that_describes_itself(key: str):
     for model, model_caps in caps.models.items():
         # Every request field is declared native, mapped or unsupported: nothing is silent.
         assert set(model_caps.fields) >= request_fields, f"{key}/{model}"
+
+
+@pytest.mark.parametrize("key", sorted(adapters.REGISTRY))
+def test_the_providers_job_id_has_one_name(key: str):
+    cls = adapters.adapter_class(key)
+    for method in (cls.status, cls.cancel):
+        assert list(inspect.signature(method).parameters)[1] == "provider_job_id", method
 
 
 def test_unknown_provider_lists_the_known_ones():

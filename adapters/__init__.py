@@ -1,8 +1,10 @@
 """Provider adapters, the registry that maps provider keys to them, and the `Provider` enum.
 
 The registry is an explicit dict, not discovery by naming convention: a test asserts that every
-module in this package is registered and that every entry imports. `Provider` is made from the
-registry, so a new provider is one entry here and nothing else outside its own module.
+adapter module in this package (or its subpackages) is registered, that the shared helper
+modules (base, fields, google.operations, ...) are listed as such, and that every entry
+imports. `Provider` is made from the registry, so a new provider is one entry here and nothing
+else outside its own module.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """fal.ai queue API: submit to `queue.fal.run/<model>`, poll status, read the result, cancel.
 
-Wire protocol: providers.md §6, checked against `fal-client` 1.0.3 (`client.py`). Inputs are
-model-specific, so this module ships an explicit table of four well-known video endpoints and
-maps every StandardVideoRequest field onto each (see `capabilities()`); other fal models are
-refused by validate() rather than guessed at.
+Wire protocol: https://fal.ai/docs/model-endpoints/queue and
+https://fal.ai/docs/inference-api/queue/cancel, checked against the official SDK `fal-client` 1.0.3
+(`client.py`, `auth.py`; tests/adapters/test_fal_sdk.py). Inputs are model-specific, so this module
+ships an explicit table of four well-known video endpoints and maps every StandardVideoRequest
+field onto each (see `capabilities()`); other fal models are refused by validate() rather than
+guessed at.
 
 The job id is `<endpoint id>:<request id>` (`fal-ai/veo3/fast:6d5fbbbd-...`): stable, unsigned.
 Status, result and cancel URLs are rebuilt from it as the SDK's `get_handle()` does
@@ -12,7 +14,8 @@ Status, result and cancel URLs are rebuilt from it as the SDK's `get_handle()` d
 fal has no status value for failure or cancellation: a finished request is `COMPLETED`, and
 `error`/`error_type` say it failed. `error_type == "client_cancelled"` (fal's request-error
 table) is read as CANCELLED. A COMPLETED request whose result GET answers 4xx also FAILED
-(legacy apps report errors only there).
+(legacy apps report errors only there), unless fal's content checker refused it: that raises
+ModerationError, as a refusal at submit does.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Luma Dream Machine (Ray) over its REST API: create, poll, download.
 
-Wire protocol: providers.md §4 and its Corrections, checked against the official SDK `lumaai`
-1.21.0 (create posts to /generations/video, the SDK's own path). Failure reasons, prompt limits,
+Wire protocol: Luma's OpenAPI description
+(https://raw.githubusercontent.com/lumalabs/lumaai-api/refs/heads/main/openapi.yaml), checked
+against the official SDK `lumaai` 1.21.0 (create posts to /generations/video, the SDK's own
+path; tests/adapters/test_luma_sdk.py). Failure reasons, prompt limits,
 the 3 s polling loop and plain (unauthenticated) asset downloads come from Luma's guides:
 https://docs.lumalabs.ai/docs/python-video-generation and https://docs.lumalabs.ai/docs/errors.
 """

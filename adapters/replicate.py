@@ -1,4 +1,8 @@
-"""Replicate: predictions on hosted models (providers.md §5).
+"""Replicate: predictions on hosted models.
+
+Docs: https://replicate.com/docs/topics/predictions/create-a-prediction and
+https://replicate.com/docs/topics/predictions/lifecycle; checked against the official SDK
+`replicate` 1.0.7 (tests/adapters/test_replicate_sdk.py).
 
 Every Replicate model has its own input names, so a small explicit table of well-known video
 models (`MODELS`, below) says where each StandardVideoRequest field goes. Any other

@@ -5,8 +5,8 @@ compare method, path, auth scheme, the headers that matter and the JSON body (th
 user-agent is its own business). Then the SDK's own types parse the emulator's replies, which
 shows the emulator speaks what the SDK expects from the real service.
 
-Known SDK gap: its `Prediction.status` type lacks `aborted` (providers.md §5), so only the
-adapter is checked against that status (in test_replicate.py).
+Known SDK gap: its `Prediction.status` type lacks `aborted` (Replicate's lifecycle docs list it),
+so only the adapter is checked against that status (in test_replicate.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""fal.ai queue API emulator (providers.md §6), for four video endpoints.
+"""fal.ai queue API emulator (https://fal.ai/docs/model-endpoints/queue), for four video endpoints.
 
     POST /<endpoint id>                     submit -> request_id + status/response/cancel URLs
     GET  /<owner>/<app>/requests/<id>/status  IN_QUEUE (queue_position) | IN_PROGRESS | COMPLETED

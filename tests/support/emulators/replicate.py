@@ -1,6 +1,7 @@
 """Replicate emulator: predictions on models, polling, cancel, account, output files.
 
-Speaks the wire format of providers.md §5: Bearer auth, RFC 7807 problem-details errors,
+Speaks Replicate's wire format (https://replicate.com/docs/topics/predictions/lifecycle, SDK
+`replicate` 1.0.7): Bearer auth, RFC 7807 problem-details errors,
 prediction objects with `starting`/`processing`/`succeeded`/`failed`/`canceled`/`aborted`,
 tqdm-style progress in `logs`, `Prefer: wait[=N]` holding the create call.
 

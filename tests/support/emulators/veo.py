@@ -1,4 +1,5 @@
-"""Emulator of Veo on the Gemini Developer API (providers.md §2a).
+"""Emulator of Veo on the Gemini Developer API (https://ai.google.dev/gemini-api/docs/video, and
+the wire format of the official SDK `google-genai` 2.34.0).
 
 Speaks what generativelanguage.googleapis.com speaks: `x-goog-api-key` auth (a wrong key is a
 400 `API_KEY_INVALID`, a missing one a 403, as the real service answers), Google JSON errors

@@ -1,4 +1,6 @@
-"""Emulator of Veo on Vertex AI (providers.md §2b) plus Google's OAuth2 token endpoint.
+"""Emulator of Veo on Vertex AI plus Google's OAuth2 token endpoint.
+
+Vertex's side follows https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/veo-video-generation.
 
 `POST /token` implements the JWT-bearer grant (RFC 7523) that google-auth's service-account
 credentials use: it verifies the signed assertion with the account's public key (PyJWT), checks

@@ -23,7 +23,7 @@ from flows.batch import generate_batch
 from sceneflow import db, store
 from sceneflow.media import probe_video, verify_video
 from sceneflow.settings import get_settings
-from tests.support.emulators import _base, fal, luma, replicate, runway, veo, vertex
+from tests.support.emulators import _base, fal, gemini, luma, replicate, runway, vertex
 from tests.support.polling import fast_polling
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -101,7 +101,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
     rep = _base.Emulator(latency=0.2)
     emulators: dict[str, _base.Emulator] = {
         "runway": runway.RunwayEmulator(api_key=KEYS["runway"], latency=0.2),
-        "veo": veo.VeoEmulator(api_key=KEYS["veo"], latency=0.2),
+        "veo": gemini.VeoEmulator(api_key=KEYS["veo"], latency=0.2),
         "vertex": vertex.VertexEmulator(public_keys={SA_EMAIL: PUBLIC_KEY}, latency=0.2),
         "luma": luma.LumaEmulator(api_key=KEYS["luma"], latency=0.2),
         "replicate": rep,

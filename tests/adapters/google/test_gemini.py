@@ -28,7 +28,7 @@ from sceneflow.errors import (
 from sceneflow.models import JobStatus, StandardVideoRequest
 from sceneflow.providers import Credentials
 from tests.support.emulators._base import serve
-from tests.support.emulators.veo import RAI_MESSAGE, RAI_REASON, VeoEmulator
+from tests.support.emulators.gemini import RAI_MESSAGE, RAI_REASON, VeoEmulator
 
 KEY = "AIzaSy-test-SECRET-0123456789"
 CREDS = Credentials({"api_key": KEY})

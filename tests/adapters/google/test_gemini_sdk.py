@@ -17,7 +17,7 @@ from adapters.google.gemini import VeoAdapter
 from sceneflow.models import StandardVideoRequest
 from sceneflow.providers import Credentials
 from tests.support.emulators._base import sample_mp4, serve
-from tests.support.emulators.veo import RAI_REASON, Recorded, VeoEmulator
+from tests.support.emulators.gemini import RAI_REASON, Recorded, VeoEmulator
 
 KEY = "AIzaSy-sdk-test-key"
 CREDS = Credentials({"api_key": KEY})

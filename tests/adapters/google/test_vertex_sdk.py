@@ -17,7 +17,7 @@ from google.oauth2 import service_account as google_sa
 from adapters.google.vertex import SCOPE, VertexVeoAdapter
 from tests.adapters.google.test_vertex import EMAIL, PUBLIC_KEY, creds, req, service_account
 from tests.support.emulators._base import sample_mp4, serve
-from tests.support.emulators.veo import Recorded
+from tests.support.emulators.gemini import Recorded
 from tests.support.emulators.vertex import RAI_REASON, VertexEmulator
 
 

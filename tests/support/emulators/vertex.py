@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.support.emulators._base import Emulator, Job
-from tests.support.emulators.veo import (
+from tests.support.emulators.gemini import (
     PARAMETERS,
     RAI_MESSAGE,
     RAI_REASON,

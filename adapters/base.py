@@ -26,7 +26,7 @@ from sceneflow.errors import (
     TransientError,
 )
 from sceneflow.models import StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Credentials
+from sceneflow.providers import Credentials, Lookup
 
 __all__ = [
     "HttpAdapter",
@@ -112,8 +112,13 @@ class HttpAdapter:
         await self.aclose()
 
     async def find_submitted(
-        self, request: StandardVideoRequest, credentials: Credentials, *, since: datetime
-    ) -> list[str] | None:
+        self,
+        request: StandardVideoRequest,
+        credentials: Credentials,
+        *,
+        since: datetime,
+        reference: str | None = None,
+    ) -> Lookup | None:
         return None  # providers with a list endpoint override this
 
     def auth_headers(self, credentials: Credentials) -> dict[str, str]:
@@ -206,25 +211,33 @@ class HttpAdapter:
             raise ModerationError(msg, provider=self.key, status_code=code)
         raise RejectedError(msg, provider=self.key, status_code=code)
 
-    def parse(self, model: type[M], response: httpx.Response, what: str = "") -> M:
+    def parse(
+        self, model: type[M], response: httpx.Response, what: str = "", *, submit: bool = False
+    ) -> M:
         """Validate a success body against a private reply model. A wrong shape is transient,
         like a malformed body; the message names the fields, never their values (they may hold
-        signed URLs). A body that is not JSON is transient too: proxies and overloads send them."""
+        signed URLs). A body that is not JSON is transient too: proxies and overloads send them.
+
+        With `submit=True` (the reply to a billed call) an unreadable success is ambiguous
+        instead: the provider took the request, so the job may exist (design.md §3)."""
         try:
-            data = response.json()
+            return model.model_validate(response.json())
         except ValueError as e:
+            if isinstance(e, ValidationError):
+                fields = ", ".join(".".join(map(str, err["loc"])) or "body" for err in e.errors())
+                problem = f"a {what + ' ' if what else ''}reply SceneFlow cannot read"
+                problem += f" (HTTP {response.status_code}; fields: {fields})"
+            else:
+                problem = f"a reply that is not JSON (HTTP {response.status_code})"
+            if submit:
+                raise AmbiguousSubmitError(
+                    f"{self.key} accepted the submit but sent {problem}; the job may exist and "
+                    "be billed",
+                    provider=self.key,
+                    status_code=response.status_code,
+                ) from e
             raise TransientError(
-                f"{self.key} sent a reply that is not JSON (HTTP {response.status_code})",
-                provider=self.key,
-                status_code=response.status_code,
-            ) from e
-        try:
-            return model.model_validate(data)
-        except ValidationError as e:
-            fields = ", ".join(".".join(map(str, err["loc"])) or "body" for err in e.errors())
-            raise TransientError(
-                f"{self.key} sent a {what + ' ' if what else ''}reply SceneFlow cannot read "
-                f"(HTTP {response.status_code}; fields: {fields}); will retry",
+                f"{self.key} sent {problem}; will retry",
                 provider=self.key,
                 status_code=response.status_code,
             ) from e

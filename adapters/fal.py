@@ -30,7 +30,6 @@ from pydantic import BaseModel, ValidationError
 from adapters.base import HttpAdapter, compose_prompt, require_output_url, unsupported_warning
 from adapters.fields import field_table, mapped, native, unsupported
 from sceneflow.errors import (
-    AmbiguousSubmitError,
     AuthError,
     ModerationError,
     NotFoundError,
@@ -284,23 +283,20 @@ class FalAdapter(HttpAdapter):
                 warnings.append(unsupported_warning(who, field, caps.fields[field].note))
         return warnings
 
-    async def submit(self, request: StandardVideoRequest, credentials: Credentials) -> str:
+    async def submit(
+        self,
+        request: StandardVideoRequest,
+        credentials: Credentials,
+        *,
+        reference: str | None = None,
+    ) -> str:
         self.validate(request)
         model = request.model or DEFAULT_MODEL
         body = _body(model, request)
         response = await self.request(
             "POST", f"/{model}", credentials=credentials, json=body, submit=True
         )
-        try:
-            reply = _SubmitReply.model_validate_json(response.content)
-        except ValidationError as e:
-            # HTTP 200 means fal took the request; an unreadable body does not undo that.
-            raise AmbiguousSubmitError(
-                f"fal accepted the submit to {model} (HTTP {response.status_code}) but its reply "
-                "had no readable request_id; the job may exist and be billed",
-                provider=self.key,
-                status_code=response.status_code,
-            ) from e
+        reply = self.parse(_SubmitReply, response, "submit", submit=True)
         return f"{model}:{reply.request_id}"
 
     async def status(self, provider_job_id: str, credentials: Credentials) -> StandardVideoResult:

@@ -28,7 +28,7 @@ from adapters.base import (
 from adapters.fields import field_table, mapped, native, unsupported
 from sceneflow.errors import ModerationError, RequestValidationError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, Credentials, ModelCapabilities
+from sceneflow.providers import Capabilities, Credentials, Lookup, ModelCapabilities
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "ENV_KEY", "LumaAdapter"]
 
@@ -265,7 +265,13 @@ class LumaAdapter(HttpAdapter):
 
     # -- calls -----------------------------------------------------------------------------
 
-    async def submit(self, request: StandardVideoRequest, credentials: Credentials) -> str:
+    async def submit(
+        self,
+        request: StandardVideoRequest,
+        credentials: Credentials,
+        *,
+        reference: str | None = None,
+    ) -> str:
         response = await self.request(
             "POST",
             "/generations/video",
@@ -274,7 +280,7 @@ class LumaAdapter(HttpAdapter):
             json=self.build_body(request),
             headers={"Accept": "application/json"},
         )
-        return self.parse(_Generation, response).id
+        return self.parse(_Generation, response, "generation", submit=True).id
 
     async def status(self, provider_job_id: str, credentials: Credentials) -> StandardVideoResult:
         response = await self.request(
@@ -327,11 +333,17 @@ class LumaAdapter(HttpAdapter):
         return await self.fetch_to_file(require_output_url(result, self.key), destination)
 
     async def find_submitted(
-        self, request: StandardVideoRequest, credentials: Credentials, *, since: datetime
-    ) -> list[str] | None:
+        self,
+        request: StandardVideoRequest,
+        credentials: Credentials,
+        *,
+        since: datetime,
+        reference: str | None = None,
+    ) -> Lookup:
         """Generations created since `since` whose echoed request has every field this request
         sends, from `GET /generations?limit=&offset=`. Luma documents no order for the list, so
-        the walk stops at a page wholly older than `since`, the last page, or the page cap."""
+        the walk stops at a page wholly older than `since` or the last page (complete), or at
+        the page cap (not complete)."""
         body = self.build_body(request)
         found: list[tuple[datetime, str]] = []
         for page_no in range(_LOOKUP_PAGES):
@@ -349,8 +361,13 @@ class LumaAdapter(HttpAdapter):
                 if (at is None or at >= since) and all(echo.get(k) == v for k, v in body.items()):
                     found.append((at or since, gen.id))
             if not page.has_more or all(at is not None and at < since for at in created):
+                complete = True
                 break
-        return [gen_id for _, gen_id in sorted(found, reverse=True)]
+        else:
+            complete = False
+        return Lookup(
+            job_ids=[gen_id for _, gen_id in sorted(found, reverse=True)], complete=complete
+        )
 
     async def test_connection(self, credentials: Credentials) -> None:
         response = await self.request(

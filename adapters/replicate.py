@@ -33,7 +33,7 @@ from adapters.base import (
 from adapters.fields import REQUEST_FIELDS, field_table, mapped, native, unsupported
 from sceneflow.errors import ModerationError, RequestValidationError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, Credentials, FieldMapping, ModelCapabilities
+from sceneflow.providers import Capabilities, Credentials, FieldMapping, Lookup, ModelCapabilities
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "ENV_KEY", "MODELS", "ReplicateAdapter"]
 
@@ -332,10 +332,16 @@ class ReplicateAdapter(HttpAdapter):
             and getattr(request, field) is not None
         ]
 
-    async def submit(self, request: StandardVideoRequest, credentials: Credentials) -> str:
+    async def submit(
+        self,
+        request: StandardVideoRequest,
+        credentials: Credentials,
+        *,
+        reference: str | None = None,
+    ) -> str:
         path, body, _ = self._build(request)
         response = await self.request("POST", path, credentials=credentials, json=body, submit=True)
-        prediction: _Prediction = self.parse(_Prediction, response)
+        prediction: _Prediction = self.parse(_Prediction, response, "prediction", submit=True)
         return prediction.id
 
     async def status(self, provider_job_id: str, credentials: Credentials) -> StandardVideoResult:
@@ -401,10 +407,16 @@ class ReplicateAdapter(HttpAdapter):
         return await self.fetch_to_file(url, destination, headers=headers)
 
     async def find_submitted(
-        self, request: StandardVideoRequest, credentials: Credentials, *, since: datetime
-    ) -> list[str] | None:
+        self,
+        request: StandardVideoRequest,
+        credentials: Credentials,
+        *,
+        since: datetime,
+        reference: str | None = None,
+    ) -> Lookup:
         """Predictions created since `since` on the same model with the same input, walking
-        `GET /v1/predictions` (newest first, 100 a page) back to `since`."""
+        `GET /v1/predictions` (newest first, 100 a page) back to `since`. The search is complete
+        when it reached `since` or the end of the list within the page cap."""
         path, body, _ = self._build(request)
         model = path.removeprefix("/v1/models/").removesuffix("/predictions")
         found: list[str] = []
@@ -417,16 +429,16 @@ class ReplicateAdapter(HttpAdapter):
             for p in page.results:
                 created = parse_timestamp(p.created_at)
                 if created is not None and created < since:
-                    return found
+                    return Lookup(job_ids=found, complete=True)
                 same_model = p.version == body["version"] if "version" in body else p.model == model
                 if same_model and p.input == body["input"]:
                     found.append(p.id)
             # Follow only the cursor, never the URL: the token must not go to another host.
             cursor = parse_qs(urlsplit(page.next or "").query).get("cursor")
             if not cursor:
-                break
+                return Lookup(job_ids=found, complete=True)
             params = {"cursor": cursor[0]}
-        return found
+        return Lookup(job_ids=found, complete=False)
 
     async def test_connection(self, credentials: Credentials) -> None:
         response = await self.request("GET", "/v1/account", credentials=credentials)

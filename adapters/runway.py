@@ -18,13 +18,11 @@ from pydantic import BaseModel, Field
 from adapters.base import HttpAdapter, compose_prompt, require_output_url, unsupported_warning
 from adapters.fields import field_table, mapped, native, unsupported
 from sceneflow.errors import (
-    AmbiguousSubmitError,
     AuthError,
     CredentialsError,
     ModerationError,
     RejectedError,
     RequestValidationError,
-    TransientError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.providers import Capabilities, Credentials, ModelCapabilities
@@ -288,19 +286,16 @@ class RunwayAdapter(HttpAdapter):
             return "/v1/image_to_video", body
         return "/v1/text_to_video", body
 
-    async def submit(self, request: StandardVideoRequest, credentials: Credentials) -> str:
+    async def submit(
+        self,
+        request: StandardVideoRequest,
+        credentials: Credentials,
+        *,
+        reference: str | None = None,
+    ) -> str:
         path, body = self.build_body(request)
         response = await self.request("POST", path, credentials=credentials, submit=True, json=body)
-        try:
-            return self.parse(_Created, response, "task creation").id
-        except TransientError as e:
-            # The create call got through; retrying it blindly could pay for a second task.
-            raise AmbiguousSubmitError(
-                f"runway answered the submit with HTTP {response.status_code} but an unreadable "
-                "reply; a task may have been created and billed",
-                provider=self.key,
-                status_code=response.status_code,
-            ) from e
+        return self.parse(_Created, response, "task creation", submit=True).id
 
     async def _task(self, provider_job_id: str, credentials: Credentials) -> _Task:
         response = await self.request(

@@ -22,6 +22,7 @@ __all__ = [
     "Capabilities",
     "Credentials",
     "FieldMapping",
+    "Lookup",
     "ModelCapabilities",
     "Support",
     "VideoAdapter",
@@ -118,6 +119,18 @@ def _string_leaves(value: Any) -> list[str]:
     return []
 
 
+class Lookup(BaseModel):
+    """What a provider answered when asked which jobs a lost submit may have created."""
+
+    job_ids: list[str] = Field(
+        description="Jobs created since the send with the request's inputs, newest first."
+    )
+    complete: bool = Field(
+        description="The search covered every job created since the send: finding nothing "
+        "then means no job was created, so a re-send cannot pay twice."
+    )
+
+
 @runtime_checkable
 class VideoAdapter(Protocol):
     """What every provider module implements. See README, "Adding a provider"."""
@@ -130,7 +143,16 @@ class VideoAdapter(Protocol):
         """Raise RequestValidationError for what the provider cannot do; return warnings for
         fields it has no equivalent for (they are reported, never dropped silently)."""
 
-    async def submit(self, request: StandardVideoRequest, credentials: Credentials) -> str: ...
+    async def submit(
+        self,
+        request: StandardVideoRequest,
+        credentials: Credentials,
+        *,
+        reference: str | None = None,
+    ) -> str:
+        """Send the job once and return the provider's job id. `reference` is SceneFlow's own
+        name for this send; a provider that can store one (Kling's external_task_id) is given it
+        so that `find_submitted` can ask for it by name."""
 
     async def status(
         self, provider_job_id: str, credentials: Credentials
@@ -145,9 +167,14 @@ class VideoAdapter(Protocol):
     async def test_connection(self, credentials: Credentials) -> None: ...
 
     async def find_submitted(
-        self, request: StandardVideoRequest, credentials: Credentials, *, since: datetime
-    ) -> list[str] | None:
-        """Ids of jobs created since `since` with `request`'s inputs, newest first, so a submit
-        whose reply was lost resumes its job; None if the provider cannot list (design.md §3)."""
+        self,
+        request: StandardVideoRequest,
+        credentials: Credentials,
+        *,
+        since: datetime,
+        reference: str | None = None,
+    ) -> Lookup | None:
+        """Jobs created since `since` with `request`'s inputs, so a submit whose reply was lost
+        resumes its job; None if the provider cannot be asked (design.md §3)."""
 
     async def aclose(self) -> None: ...

@@ -85,12 +85,18 @@ class VeoAdapter(VeoBase):
             )
         super().raise_for_status(response, submit=submit)
 
-    async def submit(self, request: StandardVideoRequest, credentials: Credentials) -> str:
+    async def submit(
+        self,
+        request: StandardVideoRequest,
+        credentials: Credentials,
+        *,
+        reference: str | None = None,
+    ) -> str:
         self.validate(request)
         body = await self.build_body(request)
         url = f"/{API_VERSION}/models/{self.model_for(request)}:predictLongRunning"
         response = await self.request("POST", url, credentials=credentials, json=body, submit=True)
-        return self.parse(_Operation, response).name
+        return self.parse(_Operation, response, "operation", submit=True).name
 
     async def status(self, provider_job_id: str, credentials: Credentials) -> StandardVideoResult:
         response = await self.request(

@@ -203,13 +203,19 @@ class VertexVeoAdapter(VeoBase):
             extra["generateAudio"] = True
         return extra
 
-    async def submit(self, request: StandardVideoRequest, credentials: Credentials) -> str:
+    async def submit(
+        self,
+        request: StandardVideoRequest,
+        credentials: Credentials,
+        *,
+        reference: str | None = None,
+    ) -> str:
         self.validate(request)
         body = await self.build_body(request)
         _, scope = self._scope(credentials)
         path = f"{scope}/publishers/google/models/{self.model_for(request)}:predictLongRunning"
         response = await self._call("POST", path, credentials, json=body, submit=True)
-        return str(self.parse(_Operation, response).name)
+        return str(self.parse(_Operation, response, "operation", submit=True).name)
 
     async def _operation(self, provider_job_id: str, credentials: Credentials) -> _Operation:
         resource = provider_job_id.rpartition("/operations/")[0]

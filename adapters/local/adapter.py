@@ -21,7 +21,7 @@ from adapters.local import job_store, render_pool
 from adapters.local.renderer import ENCODER, decode_image
 from sceneflow.errors import ProviderError, RequestValidationError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, Credentials, ModelCapabilities
+from sceneflow.providers import Capabilities, Credentials, Lookup, ModelCapabilities
 
 __all__ = ["LocalAdapter"]
 
@@ -120,7 +120,13 @@ class LocalAdapter:
             raise RequestValidationError(problems, provider=KEY)
         return []
 
-    async def submit(self, request: StandardVideoRequest, credentials: Credentials) -> str:
+    async def submit(
+        self,
+        request: StandardVideoRequest,
+        credentials: Credentials,
+        *,
+        reference: str | None = None,
+    ) -> str:
         self.validate(request)
         job = job_store.create(request)
         render_pool.POOL.schedule(job)
@@ -195,8 +201,13 @@ class LocalAdapter:
         job_store.jobs_dir().mkdir(parents=True, exist_ok=True)
 
     async def find_submitted(
-        self, request: StandardVideoRequest, credentials: Credentials, *, since: datetime
-    ) -> list[str] | None:
+        self,
+        request: StandardVideoRequest,
+        credentials: Credentials,
+        *,
+        since: datetime,
+        reference: str | None = None,
+    ) -> Lookup | None:
         return None  # a local submit is a folder written in-process: its reply is never lost
 
 

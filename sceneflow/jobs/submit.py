@@ -100,7 +100,7 @@ async def find_lost_job(
             f"{lost}; {adapter.key} offers no way to look it up. {retry}", provider=adapter.key
         )
     with session_scope() as session:
-        for candidate in found:
+        for candidate in found.job_ids:
             owner = store.find_job(session=session, job_id_or_provider_job_id=candidate)
             if owner is None or owner.id == job_id:
                 return candidate

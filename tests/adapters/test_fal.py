@@ -328,7 +328,7 @@ async def test_wrong_key_is_auth_error_without_the_key(adapter: FalAdapter) -> N
         ("submit", "429", RateLimitedError, "HTTP 429: Rate limit exceeded"),
         ("submit", "500", AmbiguousSubmitError, "(internal_error); the job may have been created"),
         ("submit", "503", TransientError, "allocated to handle the request (runner_scheduling"),
-        ("submit", "malformed", AmbiguousSubmitError, "had no readable request_id"),
+        ("submit", "malformed", AmbiguousSubmitError, "accepted the submit but sent"),
         ("status", "500", TransientError, "An unexpected internal error occurred"),
         ("status", "malformed", TransientError, "sent a reply that is not JSON"),
     ],

@@ -325,7 +325,7 @@ async def test_429_is_rate_limited_with_retry_after(luma: LumaAdapter, emu: Luma
         ("status", "503", TransientError),
         ("status", "500", TransientError),
         ("status", "malformed", TransientError),
-        ("submit", "malformed", TransientError),
+        ("submit", "malformed", AmbiguousSubmitError),
     ],
 )
 async def test_server_faults_translate(
@@ -335,8 +335,14 @@ async def test_server_faults_translate(
     call = luma.submit(req(), CREDS) if op == "submit" else luma.status("g1", CREDS)
     error = await raises(exc, call)
     assert type(error) is exc
-    if kind == "malformed":
-        assert str(error) == "luma sent a reply that is not JSON (HTTP 200)"
+    if kind == "malformed" and op == "status":
+        assert str(error) == "luma sent a reply that is not JSON (HTTP 200); will retry"
+    elif kind == "malformed":
+        # HTTP 200 means Luma took the request: retrying it could pay twice.
+        assert str(error) == (
+            "luma accepted the submit but sent a reply that is not JSON (HTTP 200); the job may "
+            "exist and be billed"
+        )
 
 
 async def test_lost_submit_reply_is_ambiguous_over_http(server: tuple[LumaEmulator, str]) -> None:

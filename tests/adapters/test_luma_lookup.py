@@ -14,11 +14,13 @@ import adapters.luma
 from adapters.luma import LumaAdapter
 from sceneflow.errors import AmbiguousSubmitError
 from sceneflow.models import StandardVideoRequest
-from sceneflow.providers import Credentials
+from sceneflow.providers import Credentials, Lookup
 from tests.support.emulators._base import serve
 from tests.support.emulators.luma import API_KEY, PREFIX, LumaEmulator
 
 CREDS = Credentials({"api_key": API_KEY})
+
+NOTHING = Lookup(job_ids=[], complete=True)
 
 
 def req(prompt: str = "Neon city in the rain", **kw: Any) -> StandardVideoRequest:
@@ -50,7 +52,7 @@ async def test_the_generation_a_lost_reply_created_is_found_pages_back(server) -
             await luma.submit(other, CREDS)
         await luma.submit(req(resolution="1080p"), CREDS)
         found = await luma.find_submitted(req(), CREDS, since=sent_at - timedelta(seconds=5))
-    assert found == [lost_id]
+    assert found == Lookup(job_ids=[lost_id], complete=True)
     assert lists(emu) == 3  # 5 generations, 2 a page
 
 
@@ -60,10 +62,10 @@ async def test_older_generations_are_not_candidates_and_end_the_walk(server) -> 
         for _ in range(5):
             await luma.submit(req(), CREDS)
         later = datetime.now(UTC) + timedelta(minutes=1)
-        assert await luma.find_submitted(req(), CREDS, since=later) == []
+        assert await luma.find_submitted(req(), CREDS, since=later) == NOTHING
         assert lists(emu) == 1
         every = await luma.find_submitted(req(), CREDS, since=later - timedelta(hours=1))
-    assert every == list(emu.jobs)[::-1]  # all five, newest first
+    assert every == Lookup(job_ids=list(emu.jobs)[::-1], complete=True)  # newest first
 
 
 def test_the_sdk_reads_the_emulators_list_pages(server) -> None:  # type: ignore[no-untyped-def]

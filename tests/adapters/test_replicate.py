@@ -381,7 +381,7 @@ async def test_server_errors_on_submit_and_status(adapter: ReplicateAdapter, emu
     await raises(TransientError, adapter.status(job_id, CREDS))
     emu.inject("status", "malformed")
     err = await raises(TransientError, adapter.status(job_id, CREDS))
-    assert str(err) == "replicate sent a reply that is not JSON (HTTP 200)"
+    assert str(err) == "replicate sent a reply that is not JSON (HTTP 200); will retry"
 
 
 async def test_replicate_refusals_carry_its_problem_details(adapter: ReplicateAdapter) -> None:

@@ -14,11 +14,13 @@ import replicate as replicate_sdk
 from adapters.replicate import ReplicateAdapter
 from sceneflow.errors import AmbiguousSubmitError
 from sceneflow.models import StandardVideoRequest
-from sceneflow.providers import Credentials
+from sceneflow.providers import Credentials, Lookup
 from tests.support.emulators._base import Emulator, serve
 from tests.support.emulators.replicate import TOKEN, create_app
 
 CREDS = Credentials({"api_key": TOKEN})
+
+NOTHING = Lookup(job_ids=[], complete=True)
 
 
 def req(prompt: str = "A red fox runs through snow", **kw: Any) -> StandardVideoRequest:
@@ -48,7 +50,7 @@ async def test_the_prediction_a_lost_reply_created_is_found_pages_back(server) -
         await adapter.submit(req(negative_prompt="blurry"), CREDS)
         await adapter.submit(req("A hare in the snow"), CREDS)
         found = await adapter.find_submitted(req(), CREDS, since=sent_at - timedelta(seconds=5))
-    assert found == [lost_id]
+    assert found == Lookup(job_ids=[lost_id], complete=True)
     lists = [r for r in recorded if r["method"] == "GET" and r["path"] == "/v1/predictions"]
     assert len(lists) == 3  # 5 predictions, 2 a page
 
@@ -59,7 +61,7 @@ async def test_the_walk_stops_at_predictions_older_than_the_submit(server) -> No
         for _ in range(5):
             await adapter.submit(req(), CREDS)
         later = datetime.now(UTC) + timedelta(minutes=1)
-        assert await adapter.find_submitted(req(), CREDS, since=later) == []
+        assert await adapter.find_submitted(req(), CREDS, since=later) == NOTHING
     assert sum(r["method"] == "GET" for r in recorded) == 1  # the first page was already older
 
 
@@ -68,7 +70,7 @@ async def test_several_matches_come_newest_first(server) -> None:  # type: ignor
     async with ReplicateAdapter(base_url=url) as adapter:
         ids = [await adapter.submit(req(), CREDS) for _ in range(3)]
         found = await adapter.find_submitted(req(), CREDS, since=datetime.now(UTC) - timedelta(1))
-    assert found == ids[::-1]
+    assert found == Lookup(job_ids=ids[::-1], complete=True)
 
 
 async def test_only_the_cursor_is_followed_so_the_token_stays_on_replicate() -> None:
@@ -83,7 +85,7 @@ async def test_only_the_cursor_is_followed_so_the_token_stays_on_replicate() -> 
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(reply))
     adapter = ReplicateAdapter(client=client, base_url="https://api.replicate.test")
-    assert await adapter.find_submitted(req(), CREDS, since=datetime.now(UTC)) == []
+    assert await adapter.find_submitted(req(), CREDS, since=datetime.now(UTC)) == NOTHING
     await client.aclose()
     assert [str(r.url) for r in seen] == [
         "https://api.replicate.test/v1/predictions",

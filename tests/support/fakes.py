@@ -67,7 +67,13 @@ class ScriptedAdapter:
         if self.script.auth_fails or key != SECRET:
             raise AuthError("runway answered HTTP 401: bad key", provider=self.key, status_code=401)
 
-    async def submit(self, request: StandardVideoRequest, credentials: Credentials) -> str:
+    async def submit(
+        self,
+        request: StandardVideoRequest,
+        credentials: Credentials,
+        *,
+        reference: str | None = None,
+    ) -> str:
         self._check(credentials)
         if self.script.transient_submit_failures:
             self.script.transient_submit_failures -= 1

@@ -252,7 +252,7 @@ async def test_submit_refusal_is_moderation_error(adapter: VeoAdapter, emu: VeoE
     [
         ("submit", "500", AmbiguousSubmitError),
         ("submit", "503", TransientError),
-        ("submit", "malformed", TransientError),
+        ("submit", "malformed", AmbiguousSubmitError),
         ("status", "500", TransientError),
         ("status", "503", TransientError),
         ("status", "malformed", TransientError),

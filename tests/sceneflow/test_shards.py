@@ -47,7 +47,7 @@ def test_merged_results_carry_the_original_row_numbers() -> None:
         for shard in shards
     ]
     records, text = merge_results(parts)
-    assert [r["row_number"] for r in records] == [2, 3, 5, 6]
+    assert [r.row_number for r in records] == [2, 3, 5, 6]
     merged = frame(text)
     assert list(merged["row_number"]) == ["2", "3", "5", "6"]
     assert list(merged["id"]) == ["0a", "0b", "1a", "1b"]

@@ -55,6 +55,7 @@ class RowProblem(BaseModel):
     row_id: str | None
     provider: str | None
     problems: list[str]
+    prompt: str | None = None
 
     def message(self) -> str:
         return f"row {self.row_number}: " + "; ".join(self.problems)
@@ -71,9 +72,12 @@ class ResultRecord(BaseModel):
     id: str | None = None
     row_number: int
     provider: str | None = None
+    model: str | None = None
+    prompt: str | None = None
     status: str
     provider_job_id: str | None = None
     output_path: str | None = None
+    poster: str | None = None
     duration: float | None = None
     error: str | None = None
     warnings: str | None = None
@@ -177,7 +181,13 @@ def parse_prompts(
                 errors.extend(e.problems)
         if errors or request is None:
             problems.append(
-                RowProblem(row_number=row_number, row_id=row_id, provider=provider, problems=errors)
+                RowProblem(
+                    row_number=row_number,
+                    row_id=row_id,
+                    provider=provider,
+                    problems=errors,
+                    prompt=cells.get("prompt"),
+                )
             )
             continue
         signature = f"{provider}\x1f{request.model_dump_json()}"
@@ -207,6 +217,7 @@ def invalid_record(problem: RowProblem) -> ResultRecord:
         id=problem.row_id,
         row_number=problem.row_number,
         provider=problem.provider,
+        prompt=problem.prompt,
         status="INVALID",
         error="; ".join(problem.problems),
     )
@@ -217,6 +228,8 @@ def row_record(row: PromptRow, job: JobSummary, duration: float | None) -> Resul
         id=row.row_id,
         row_number=row.row_number,
         provider=row.provider,
+        model=row.request.model,
+        prompt=row.request.prompt,
         status=job.status.value,
         provider_job_id=job.provider_job_id,
         output_path=job.output_path,

@@ -93,4 +93,4 @@ def test_results_read_back_from_shards_become_records_again() -> None:
     shard = Shard(index=1, first_row=12, rows=1, csv_text="")
     records, merged = merge_results([(shard, text)])
     assert records == [ResultRecord(row_number=12, status="COMPLETED", attempts=2, duration=5.0)]
-    assert "12,,COMPLETED" in merged
+    assert "\n,12,,,,COMPLETED," in merged

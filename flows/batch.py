@@ -10,11 +10,12 @@ from prefect import flow, get_run_logger
 from adapters import Provider, get_adapter
 from flows.steps import run_job
 from sceneflow import batches
-from sceneflow.batches import BatchSummary, PromptRow, ResultRecord
+from sceneflow.batches import BatchSummary, ResultRecord
 from sceneflow.errors import SceneFlowError
 from sceneflow.jobs import ledger
 from sceneflow.jobs.ledger import JobRef
 from sceneflow.jobs.poll import deadlines_for
+from sceneflow.prompts import PromptRow
 from sceneflow.providers import Credentials
 from tasks.batch import Progress, read_prompts, write_results
 from tasks.credentials import load_credentials

@@ -12,7 +12,7 @@ from prefect.deployments import run_deployment
 from pydantic import BaseModel
 
 from adapters import Provider
-from sceneflow import batches, storage
+from sceneflow import prompts, storage
 from sceneflow.errors import SceneFlowError
 from sceneflow.models import JobStatus
 from sceneflow.shards import Shard, merge_results, split_prompts
@@ -72,7 +72,7 @@ async def generate_sharded_batch(
     """
     logger = get_run_logger()
     output_dir = _absolute(output_dir).rstrip("/")
-    pieces = split_prompts(batches.read_csv_text(csv_path), shards)
+    pieces = split_prompts(prompts.read_csv_text(csv_path), shards)
     locations = [f"{output_dir}/shards/shard-{s.index:03d}.csv" for s in pieces]
     for shard, location in zip(pieces, locations, strict=True):
         storage.write_text(location, shard.csv_text)

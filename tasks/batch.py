@@ -13,16 +13,17 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
-from sceneflow import batches, storage
-from sceneflow.batches import PromptBatch, ResultRecord
+from sceneflow import batches, prompts, storage
+from sceneflow.batches import ResultRecord
+from sceneflow.prompts import PromptBatch
 from tasks.generation import check_request
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
 def read_prompts(csv_path: str, default_provider: str) -> PromptBatch:
     """Read the whole CSV in one pass and validate every row; bad rows are reported, not raised."""
-    batch = batches.parse_prompts(
-        batches.read_csv_text(csv_path),
+    batch = prompts.parse_prompts(
+        prompts.read_csv_text(csv_path),
         default_provider=default_provider,
         provider_check=check_request,
     )

@@ -8,9 +8,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from sceneflow.batches import (
-    PromptRow,
     ResultRecord,
-    RowProblem,
     batch_id_for,
     invalid_record,
     results_csv,
@@ -19,6 +17,7 @@ from sceneflow.batches import (
 )
 from sceneflow.jobs.ledger import JobSummary
 from sceneflow.models import JobStatus, StandardVideoRequest
+from sceneflow.prompts import PromptRow, RowProblem
 from sceneflow.shards import Shard, merge_results
 
 REQUEST = StandardVideoRequest(prompt="A red kite", aspect_ratio="16:9", motion_intensity=4)

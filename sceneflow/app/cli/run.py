@@ -14,7 +14,7 @@ import adapters
 from adapters import Provider
 from flows.batch import generate_batch
 from flows.generate import generate_video
-from sceneflow import batches, credentials, store
+from sceneflow import batches, credentials, prompts, store
 from sceneflow.app.cli.console import console, handle_errors, require_provider
 from sceneflow.db import session_scope
 from sceneflow.errors import RequestValidationError
@@ -92,7 +92,7 @@ def batch(
     require_provider(provider)
     source = str(Path(csv).resolve()) if "://" not in csv else csv
     # What can be checked before Prefect starts is checked here, without a flow-run traceback.
-    batches.check_columns(batches.read_csv_text(source).columns)
+    prompts.check_columns(prompts.read_csv_text(source).columns)
     batch_id = batches.batch_id_for(source, user)
 
     async def run() -> Any:

@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,9 @@ TOKEN_VERSION = "sf1"
 _KEY_BYTES = 32
 _NONCE_BYTES = 12
 _GENERATE_HINT = "make one with `sceneflow keys generate`"
+# What seal writes: a key id of 8 lowercase hex digits and an unpadded base64url body.
+_KEY_ID = re.compile(r"[0-9a-f]{8}")
+_BODY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def generate_key() -> str:
@@ -63,6 +67,10 @@ def _decode_key(value: str, variable: str) -> bytes:
 def _aad(kid: str, user_id: str, provider: str) -> bytes:
     # JSON keeps the fields unambiguous: ("a.b", "c") and ("a", "b.c") must differ.
     return json.dumps([TOKEN_VERSION, kid, user_id, provider]).encode("utf-8")
+
+
+def _encode_body(blob: bytes) -> str:
+    return base64.urlsafe_b64encode(blob).decode("ascii").rstrip("=")
 
 
 def _row(user_id: str, provider: str) -> str:
@@ -131,8 +139,7 @@ class Keyring:
         nonce = os.urandom(_NONCE_BYTES)
         plaintext = json.dumps(credentials, separators=(",", ":")).encode("utf-8")
         sealed = AESGCM(self.current).encrypt(nonce, plaintext, _aad(kid, user_id, provider))
-        body = base64.urlsafe_b64encode(nonce + sealed).decode("ascii").rstrip("=")
-        return f"{TOKEN_VERSION}.{kid}.{body}", kid
+        return f"{TOKEN_VERSION}.{kid}.{_encode_body(nonce + sealed)}", kid
 
     def unseal(self, *, user_id: str, provider: str, token: str) -> dict[str, Any]:
         """Decrypt a token sealed for this (user, provider) row."""
@@ -142,14 +149,16 @@ class Keyring:
         )
         version, _, rest = token.partition(".")
         kid, _, body = rest.partition(".")
-        if version != TOKEN_VERSION or not kid or not body:
+        if version != TOKEN_VERSION or not _KEY_ID.fullmatch(kid) or not _BODY.fullmatch(body):
             raise broken
         key = self._key_for(kid, user_id, provider)
         try:
             blob = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         except (binascii.Error, ValueError):
             raise broken from None
-        if len(blob) <= _NONCE_BYTES:
+        # The decoder forgives a length that is not a whole number of bytes and stray low bits
+        # in the last character; only the body seal itself would write may open.
+        if len(blob) <= _NONCE_BYTES or _encode_body(blob) != body:
             raise broken
         try:
             plaintext = AESGCM(key).decrypt(

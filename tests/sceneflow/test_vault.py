@@ -186,3 +186,52 @@ def test_no_key_material_in_the_keyrings_repr() -> None:
 def test_only_dicts_can_be_sealed() -> None:
     with pytest.raises(CredentialsError, match="must be a JSON object"):
         Keyring.from_keys(KEY_A).seal(user_id="a", provider="b", credentials=["x"])  # type: ignore[arg-type]
+
+
+def _insert(token: str, junk: str, at: int) -> str:
+    head, body = token.rsplit(".", 1)
+    return f"{head}.{body[:at]}{junk}{body[at:]}"
+
+
+@pytest.mark.parametrize("junk", ["!", "*", " ", "\n", "=", "==", "+", "/", "%00"], ids=repr)
+@pytest.mark.parametrize("at", [0, 10, -1])
+def test_a_token_with_junk_inserted_does_not_open(junk: str, at: int) -> None:
+    # The lenient decoder skips characters outside the alphabet, so these opened before.
+    ring = Keyring.from_keys(KEY_A)
+    with pytest.raises(CredentialsError) as info:
+        ring.unseal(user_id="alice", provider="runway", token=_insert(seal(ring), junk, at))
+    assert str(info.value) == (
+        "The stored credentials for provider 'runway' and user 'alice' are not a valid sealed "
+        "token; store them again with `sceneflow creds set alice runway`."
+    )
+
+
+def test_a_token_with_padding_or_a_changed_last_character_does_not_open() -> None:
+    ring = Keyring.from_keys(KEY_A)
+    token = seal(ring)
+    padded = token + "=" * (-len(token.rsplit(".", 1)[1]) % 4)
+    candidates = [token + "A", token[:-1], token.upper(), " " + token, token + "\n"]
+    if padded != token:
+        candidates.append(padded)
+    for bad in candidates:
+        with pytest.raises(CredentialsError):
+            ring.unseal(user_id="alice", provider="runway", token=bad)
+    assert ring.unseal(user_id="alice", provider="runway", token=token) == SECRET
+
+
+def test_only_the_exact_body_opens_when_the_last_characters_low_bits_change() -> None:
+    # A body whose length leaves unused bits in its last character decodes the same whatever
+    # those bits are; seal writes them as zero, and only that spelling opens.
+    ring = Keyring.from_keys(KEY_A)
+    token, _ = ring.seal(user_id="alice", provider="runway", credentials={"api_key": "k"})
+    body = token.rsplit(".", 1)[1]
+    assert len(body) % 4 in (2, 3)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(body[-1])
+    twin = token[:-1] + alphabet[last | 1]
+    assert twin != token
+    assert base64.urlsafe_b64decode(twin.rsplit(".", 1)[1] + "==") == (
+        base64.urlsafe_b64decode(body + "==")
+    )
+    with pytest.raises(CredentialsError, match="not a valid sealed token"):
+        ring.unseal(user_id="alice", provider="runway", token=twin)

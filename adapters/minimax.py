@@ -103,10 +103,8 @@ MODERATED = {1026: "the input", 1027: "the generated video"}
 RETRY_LATER = {1000, 1001, 1024, 1033}
 NO_BALANCE = 1008
 
-_HAILUO_SIZES: dict[str, tuple[int, ...]] = {
-    "768P": (6, 10),
-    "1080P": (6,),
-}  # MiniMax resolution -> durations at it
+# MiniMax resolution -> the durations it renders at that resolution
+_HAILUO_SIZES: dict[str, tuple[int, ...]] = {"768P": (6, 10), "1080P": (6,)}
 _V01_SIZES: dict[str, tuple[int, ...]] = {"720P": (6,)}
 
 

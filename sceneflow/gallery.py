@@ -333,6 +333,8 @@ output { color: var(--muted); margin-left: auto; }
 .error, .warnings { margin: 0; font-size: .85rem; overflow-wrap: anywhere; white-space: pre-wrap;
   display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 6; overflow: hidden; }
 .error { color: var(--bad); } .warnings { color: var(--warn); }
+@media (max-width: 640px) { header { position: static; padding: 12px 14px 10px; }
+  .grid { padding: 12px 14px 24px; gap: 12px; } }
 """
 
 # No record data reaches the script: it reads the cards' data-* attributes and writes only

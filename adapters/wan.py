@@ -613,7 +613,10 @@ class WanAdapter(HttpAdapter):
 
         The window's zone is unconfirmed, so `start_time` is `since` written in UTC and
         `end_time` is now written in UTC+8: whether DashScope reads them as UTC or UTC+8, the
-        window covers since..now. The search is complete when every page of the window was read
+        window covers since..now. Likewise a listed `submit_time` is read as UTC, the later of
+        its two readings, so a task up to 8 h older than `since` may still be a candidate (it
+        must then match the model, prompt and any reported length and size) but the lost
+        task is never dropped. The search is complete when every page of the window was read
         (within the page cap) and every candidate's prompt could be read."""
         _, body = self.build(request)
         name, prompt = body["model"], body["input"]["prompt"]
@@ -640,12 +643,25 @@ class WanAdapter(HttpAdapter):
                 break
         found = []
         for _, task_id in sorted(candidates, reverse=True):
-            task = (await self._task(task_id, credentials)).output
-            if task.orig_prompt is None:
+            reply = await self._task(task_id, credentials)
+            if reply.output.orig_prompt is None:
                 complete = False  # cannot tell whether it is ours: never guess
-            elif task.orig_prompt == prompt:
+            elif reply.output.orig_prompt == prompt and _same_output(reply.usage, body):
                 found.append(task_id)
         return Lookup(job_ids=found, complete=complete)
+
+
+def _same_output(usage: _Usage | None, body: dict[str, Any]) -> bool:
+    """A finished task's usage (length, size) does not contradict the body; unfinished tasks
+    report no usage and are judged by their prompt alone."""
+    if usage is None:
+        return True
+    parameters = body["parameters"]
+    size = parameters.get("size") or parameters.get("resolution")
+    return usage.video_duration in (None, parameters["duration"]) and usage.video_ratio in (
+        None,
+        size,
+    )
 
 
 def _task_path(provider_job_id: str) -> str:

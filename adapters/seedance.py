@@ -15,8 +15,9 @@ The SDK is silent on these, so each rests on the source named (all UNCONFIRMED b
 * The BytePlus host `https://ark.ap-southeast.bytepluses.com/api/v3` is the default; the SDK's
   own default, Volcengine's `https://ark.cn-beijing.volces.com/api/v3`, is reached by setting
   `SCENEFLOW_BASE_URLS__SEEDANCE`. Volcengine names the same models with a `doubao-` prefix,
-  which is accepted and sent as given (BytePlus ModelArk docs, Video Generation API,
-  https://docs.byteplus.com/en/docs/ModelArk/1520757, and Volcengine's own model list).
+  which is accepted and sent as given (BytePlus ModelArk, Video Generation API,
+  https://docs.byteplus.com/ja/docs/ModelArk/1520757; the prefixed ids from copies of
+  Volcengine's pages).
 * The model table (ids, text/image support, 480p/720p/1080p, whole seconds 2-12 and 4-12 for
   1.5 pro, the six ratios) and the `first_frame` role name come from copies of the BytePlus
   ModelArk Video Generation API page; Seedance renders 24 fps (the page's `--fps 24`, and the
@@ -27,11 +28,12 @@ The SDK is silent on these, so each rests on the source named (all UNCONFIRMED b
   `...RiskDetection` on Volcengine), from Ark's error-code page: a 400 on create, or a task
   failed with such an `error.code`. Both raise ModerationError.
 * DELETE cancels a `queued` task and deletes the record of a finished one; a running task cannot
-  be stopped (BytePlus "Cancel or delete a video generation task"). `cancel` therefore reads the
-  task first and sends DELETE only while it is queued.
-* The list is searched newest first (`created_at`, unix seconds), over the last 7 days that
-  Volcengine's list page says it keeps. It filters by model but echoes no prompt, so a lost
-  submit is matched on model, ratio, resolution, duration and seed only.
+  be stopped (third-party descriptions of BytePlus's "Cancel or delete a video generation task").
+  `cancel` therefore reads the task first and sends DELETE only while it is queued.
+* The list keeps the last 7 days and takes `page_num`/`page_size` from 1 to 500 (a copy of
+  BytePlus's "List video generation tasks" page); it is read newest first by `created_at` (unix
+  seconds). It filters by model but echoes no prompt, so a lost submit is matched on model,
+  ratio, resolution, duration and seed only.
 * Output URLs are signed object-storage links that need no auth and expire after 24 h (third
   parties): the key is never sent with a download.
 

@@ -33,6 +33,7 @@ from sceneflow.errors import (
 )
 from sceneflow.models import JobStatus, StandardVideoRequest
 from sceneflow.providers import Credentials, Lookup
+from sceneflow.settings import get_settings
 from tests.support.emulators._base import serve
 from tests.support.emulators.wan import API_KEY, PREFIX, WanEmulator
 
@@ -191,8 +192,6 @@ async def test_region_picks_the_host_and_workspace_travels_as_a_header():
 
 
 async def test_the_registry_builds_it_with_the_base_url_setting(base_url, emu, monkeypatch):
-    from sceneflow.settings import get_settings
-
     monkeypatch.setitem(adapters.REGISTRY, "wan", "adapters.wan:WanAdapter")
     monkeypatch.setenv("SCENEFLOW_BASE_URLS__WAN", base_url)
     get_settings.cache_clear()

@@ -6,7 +6,9 @@ process and URL runs `upgrade()`, later uses only look up a cache.
 
 from __future__ import annotations
 
+import os
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
 from sceneflow.errors import ConfigError
@@ -25,6 +27,7 @@ from sceneflow.settings import get_settings
 __all__ = [
     "MIGRATIONS_DIR",
     "alembic_config",
+    "check_writable",
     "database_url",
     "dispose_engines",
     "get_engine",
@@ -43,7 +46,88 @@ _migrated: set[str] = set()
 
 
 def database_url() -> str:
-    return get_settings().sqlalchemy_url()
+    settings = get_settings()
+    try:
+        return settings.sqlalchemy_url()
+    except OSError as e:
+        # Only the default SQLite file touches the disk here: it lives in SCENEFLOW_HOME.
+        raise ConfigError(_home_problem(settings.home, e)) from e
+
+
+def _in_home() -> bool:
+    """Whether the database is the default SQLite file in SCENEFLOW_HOME."""
+    settings = get_settings()
+    return settings.database_url is None and not settings.db_host
+
+
+def _reason(error: BaseException) -> str:
+    return " ".join(str(getattr(error, "strerror", None) or error).split()).rstrip(".")
+
+
+def _home_problem(home: Path, error: OSError) -> str:
+    where = home.resolve()
+    if where.exists() and not where.is_dir():
+        return (
+            f"SCENEFLOW_HOME {where} is a file, not a folder: point SCENEFLOW_HOME at a folder "
+            "(it is created if missing)."
+        )
+    if where.is_dir() and not _writable_folder(where):
+        return (
+            f"SCENEFLOW_HOME {where} is not writable ({_reason(error)}): point SCENEFLOW_HOME "
+            "at a folder you can write to."
+        )
+    return (
+        f"SCENEFLOW_HOME {where} cannot be used as the data directory ({_reason(error)}): point "
+        "SCENEFLOW_HOME at a folder you can write to."
+    )
+
+
+def _sqlite_file(url: str) -> Path | None:
+    sa_url = make_url(url)
+    if sa_url.get_backend_name() != "sqlite" or not sa_url.database:
+        return None
+    if sa_url.database == ":memory:" or sa_url.database.startswith("file::memory:"):
+        return None
+    return Path(sa_url.database.removeprefix("file:")).resolve()
+
+
+def _writable_folder(folder: Path) -> bool:
+    """Whether a file can be made in `folder`: asks the file system, not the mode bits, which
+    root (and ACLs) ignore."""
+    probe = folder / f".sceneflow-probe-{uuid.uuid4().hex}"
+    try:
+        probe.touch(exist_ok=False)
+    except OSError:
+        return False
+    probe.unlink()
+    return True
+
+
+def _sqlite_problem(file: Path, reason: str) -> str:
+    """What stops SQLite from using `file`, and which setting moves it."""
+    folder = file.parent
+    if _in_home():
+        home = get_settings().home.resolve()
+        fix = "point SCENEFLOW_HOME at a folder you can write to"
+        if folder == home and not (folder.is_dir() and _writable_folder(folder)):
+            return _home_problem(home, OSError(reason))
+    else:
+        fix = "set DATABASE_URL to a database you can write to"
+    if folder.exists() and not folder.is_dir():
+        return f"The SQLite database {file} cannot be created: {folder} is a file; {fix}."
+    if file.exists() and not file.is_file():
+        return f"The SQLite database {file} is not a file; {fix}."
+    if folder.is_dir() and not _writable_folder(folder):
+        return (
+            f"The folder {folder} of the SQLite database {file} is not writable (SQLite keeps "
+            f"its journal beside the file): make the folder writable, or {fix}."
+        )
+    if "readonly" in reason or (file.is_file() and not os.access(file, os.W_OK)):
+        return (
+            f"The SQLite database {file} is read-only ({reason}): make the file writable by "
+            f"this user, or {fix}."
+        )
+    return f"Cannot open the SQLite database {file}: {reason}; {fix}."
 
 
 def public_url(url: str) -> str:
@@ -104,24 +188,69 @@ def alembic_config(connection: Connection | None = None) -> Config:
 def upgrade(url: str | None = None) -> str:
     """Apply pending migrations; safe to run from several processes at once. Returns the URL."""
     url = url or database_url()
-    engine = _raw_engine(url)
+    file = _sqlite_file(url)
     try:
+        engine = _raw_engine(url)
         conn = engine.connect()
+    except OSError as e:  # the SQLite file's folder could not be made
+        if file is None:
+            raise
+        raise ConfigError(_sqlite_problem(file, _reason(e))) from e
     except OperationalError as e:
         # The driver's message names host and port, never the password; it spans lines.
         reason = " ".join(str(e.orig).split()).rstrip(".")
+        if file is not None:
+            raise ConfigError(_sqlite_problem(file, reason)) from e
         raise ConfigError(
             f"Cannot open the database {public_url(url)}: {reason}. Check DATABASE_URL "
             "(or DB_HOST, DB_PORT, DB_USERNAME, DB_PASSWORD, DB_NAME)."
         ) from e
-    with conn, conn.begin():
-        # SQLite serialises through BEGIN IMMEDIATE; PostgreSQL through an advisory lock held
-        # until commit, so a second process waits and then finds the schema at head.
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
-        command.upgrade(alembic_config(conn), "head")
+    try:
+        with conn, conn.begin():
+            # SQLite serialises through BEGIN IMMEDIATE; PostgreSQL through an advisory lock
+            # held until commit, so a second process waits and then finds the schema at head.
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            command.upgrade(alembic_config(conn), "head")
+    except OperationalError as e:
+        reason = " ".join(str(e.orig).split()).rstrip(".")
+        # A read-only SQLite file opens, and then refuses the first write a migration makes.
+        if file is None or not ("readonly" in reason or "unable to open" in reason):
+            raise
+        raise ConfigError(_sqlite_problem(file, reason)) from e
     with _lock:
         _migrated.add(url)
+    return url
+
+
+# Writes that change nothing but need the rights the job ledger needs on its table.
+_WRITE_PROBES = (
+    "INSERT INTO generation_job SELECT * FROM generation_job WHERE 1 = 0",
+    "UPDATE generation_job SET status = status WHERE 1 = 0",
+)
+
+
+def check_writable(url: str | None = None) -> str:
+    """Migrate, then prove the job table takes writes, leaving nothing stored. Returns the URL.
+
+    A read-only SQLite file (or a database user without write rights) passes `upgrade` once
+    the schema is at head and would only fail at a batch's first job row."""
+    url = upgrade(url)
+    try:
+        with get_engine(url).connect() as conn, conn.begin() as tx:
+            for probe in _WRITE_PROBES:
+                conn.execute(text(probe))
+            tx.rollback()
+    except DBAPIError as e:
+        reason = " ".join(str(e.orig).split()).rstrip(".")
+        file = _sqlite_file(url)
+        if file is not None:
+            raise ConfigError(_sqlite_problem(file, reason)) from e
+        raise ConfigError(
+            f"The database {public_url(url)} refuses writes to the job table ({reason}): grant "
+            "this database user INSERT and UPDATE, or set DATABASE_URL to a database you can "
+            "write to."
+        ) from e
     return url
 
 

@@ -6,10 +6,16 @@ Row numbers are the ones a spreadsheet shows: the header is row 1, the first pro
 
 from __future__ import annotations
 
+import codecs
+import csv
+import io
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
+import fsspec
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
@@ -18,6 +24,7 @@ from sceneflow.models import StandardVideoRequest, format_validation_error
 
 __all__ = [
     "EXTRA_COLUMNS",
+    "REQUIRED_COLUMNS",
     "PromptBatch",
     "PromptRow",
     "RowProblem",
@@ -27,6 +34,13 @@ __all__ = [
 ]
 
 EXTRA_COLUMNS = ("id", "provider")
+# The fields a request cannot do without; a CSV without one of them has no valid row at all.
+REQUIRED_COLUMNS = tuple(
+    name for name, field in StandardVideoRequest.model_fields.items() if field.is_required()
+)
+_SAVE_AS = "save it as UTF-8 CSV (in Excel: CSV UTF-8) with a header row"
+_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+_FIELD_COUNT = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
 class PromptRow(BaseModel):
@@ -54,30 +68,137 @@ class PromptBatch(BaseModel):
     problems: list[RowProblem]
 
 
-def read_csv_text(source: str) -> pd.DataFrame:
-    """A path or any fsspec URL; every cell as text, empty cells as empty strings."""
+def _and(names: Iterable[str]) -> str:
+    items = list(names)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _row_at(text: str, index: int) -> int:
+    """The spreadsheet row of the character at `index`: line breaks inside a quoted cell (a
+    multi-line prompt) stay in their row. The header is row 1."""
+    outside_quotes = text[:index].split('"')[0::2]
+    return 1 + sum(part.count("\n") for part in outside_quotes)
+
+
+def _read_bytes(source: str) -> bytes:
     try:
-        return pd.read_csv(source, dtype=str, keep_default_na=False, skipinitialspace=True)
+        if "://" not in source or source.startswith("file://"):
+            return Path(source.removeprefix("file://")).read_bytes()
+        with fsspec.open(source, "rb") as fh:
+            return bytes(fh.read())
     except FileNotFoundError as e:
         raise ConfigError(f"Prompt CSV not found: {source}. Pass an existing file or URL.") from e
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+    except IsADirectoryError as e:
+        raise ConfigError(f"The prompt CSV {source} is a folder; pass a CSV file.") from e
+    except OSError as e:
+        reason = " ".join(str(e.strerror or e).split())
         raise ConfigError(
-            f"Cannot read {source} as CSV ({e}). Save it as UTF-8 CSV with a header row."
+            f"Cannot read the prompt CSV {source} ({reason}); pass a file you can read."
         ) from e
 
 
+def _decode(raw: bytes, source: str) -> str:
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ConfigError(f"The prompt CSV {source} is UTF-16 text; {_SAVE_AS}.")
+    # Excel writes a UTF-8 byte order mark; it is not part of the first column's name.
+    raw = raw.removeprefix(codecs.BOM_UTF8)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        row = _row_at(raw[: e.start].decode("utf-8"), e.start)
+        raise ConfigError(
+            f"The prompt CSV {source} is not UTF-8: row {row} has the byte "
+            f"0x{raw[e.start]:02x}, which UTF-8 does not allow (Latin-1 or Windows-1252 "
+            f"text?); {_SAVE_AS}."
+        ) from None
+    # One line break, so a row number is one count; quoted multi-line prompts keep theirs.
+    return text.replace("\r\n", "\n")
+
+
+def _check_header_line(text: str, source: str) -> None:
+    """What the header alone shows: another delimiter than comma, or a column named twice."""
+    first = text.split("\n", 1)[0]
+    header = next(csv.reader([first], skipinitialspace=True), [])
+    if len(header) == 1:
+        for sep, name in _DELIMITERS.items():
+            if sep in header[0]:
+                raise ConfigError(
+                    f"The prompt CSV {source} looks {name}-delimited (its header is one column: "
+                    f"{header[0][:80]!r}); save it with commas between the columns."
+                )
+    names = Counter(h.strip().lower() for h in header)
+    twice = [name for name, count in names.items() if count > 1 and name]
+    if twice:
+        raise ConfigError(
+            f"The prompt CSV {source} names the column(s) {', '.join(twice)} more than once in "
+            "its header; keep one of each."
+        )
+
+
+def read_csv_text(source: str) -> pd.DataFrame:
+    """A path or any fsspec URL; every cell as text, empty cells as empty strings.
+
+    Raises ConfigError, in one line, for what makes the whole file unusable: missing, empty,
+    not UTF-8 (naming the row), NUL bytes (naming the row), another delimiter than comma, no
+    prompt rows. A UTF-8 byte order mark, CRLF line ends and quoted multi-line cells are fine.
+    """
+    text = _decode(_read_bytes(source), source)
+    empty = ConfigError(
+        f"The prompt CSV {source} is empty: write a header row ({', '.join(REQUIRED_COLUMNS)}, "
+        "and any optional columns) and one row per video."
+    )
+    if not text.strip():
+        raise empty
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise ConfigError(
+            f"The prompt CSV {source} has a NUL byte in row {_row_at(text, nul)}, so it is not "
+            f"CSV text; {_SAVE_AS}."
+        )
+    _check_header_line(text, source)
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True
+        )
+    except pd.errors.EmptyDataError:
+        raise empty from None
+    except pd.errors.ParserError as e:
+        detail = " ".join(str(e).split())
+        m = _FIELD_COUNT.search(detail)
+        if m:
+            expected, row, saw = m.groups()
+            detail = f"row {row} has {saw} cells but the header has {expected}"
+        raise ConfigError(
+            f"Cannot read {source} as CSV: {detail}; put quotes around cells that contain "
+            f"commas, or {_SAVE_AS}."
+        ) from None
+    if frame.empty:
+        raise ConfigError(
+            f"The prompt CSV {source} has a header but no prompt rows: add one row per video "
+            "below the header."
+        )
+    return frame
+
+
 def check_columns(columns: Iterable[Any]) -> list[str]:
-    """The header, normalised; raises ConfigError naming unknown or missing columns."""
+    """The header, normalised; raises one ConfigError naming unknown and missing columns."""
     names = [str(c).strip().lower() for c in columns]
     allowed = set(StandardVideoRequest.model_fields) | set(EXTRA_COLUMNS)
     unknown = [c for c in names if c not in allowed]
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    problems = []
     if unknown:
-        raise ConfigError(
+        problems.append(
             f"Unknown column(s) {', '.join(unknown)}. Allowed columns: "
             f"{', '.join(sorted(allowed))}."
         )
-    if "prompt" not in names:
-        raise ConfigError("The CSV has no 'prompt' column; every row needs a prompt.")
+    if missing:
+        problems.append(
+            f"The CSV has no {', '.join(missing)} column{'s' if len(missing) > 1 else ''}: "
+            f"every row needs {_and(REQUIRED_COLUMNS)}; the other columns are optional."
+        )
+    if problems:
+        raise ConfigError(" ".join(problems))
     return names
 
 

@@ -5,41 +5,86 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 import adapters
 from sceneflow.app.cli.console import console, handle_errors, require_provider
+from sceneflow.providers import Capabilities, ModelCapabilities
 
 
 @handle_errors
 def providers(
-    key: Annotated[str | None, typer.Argument(help="Show one provider's field mapping.")] = None,
+    key: Annotated[
+        str | None, typer.Argument(help="Show one provider's models, connection test and fields.")
+    ] = None,
 ) -> None:
-    """List the providers and their capabilities."""
+    """List the providers; with KEY, show one provider in detail."""
     if key is None:
-        table = Table(
-            "Provider", "Default model", "Models", "Cancel", "Credentials", "Connection test"
-        )
-        for name in adapters.known():
-            caps = adapters.get_adapter(name).capabilities()
-            table.add_row(
-                name,
-                caps.default_model,
-                ", ".join(caps.models),
-                "yes" if caps.can_cancel else "no",
-                ", ".join(caps.credential_fields) or "none",
-                caps.connection_test,
-            )
-        console.print(table)
+        # The console soft-wraps (long lines stay whole for scripts), which would let a table
+        # grow past the terminal's width; tables are laid out to fit it instead.
+        console.print(_provider_list(), soft_wrap=False)
         return
     caps = adapters.get_adapter(require_provider(key)).capabilities()
+    console.print(_provider_details(caps), soft_wrap=False)
     for model, model_caps in caps.models.items():
         table = Table("Field", "Support", "How", title=f"{key} / {model}")
         for field, mapping in model_caps.fields.items():
             table.add_row(field, mapping.support, mapping.note)
-        console.print(table)
-        durations = model_caps.durations or (
-            f"{model_caps.min_duration:g}-{model_caps.max_duration:g} s"
-        )
+        console.print(table, soft_wrap=False)
         ratios = ", ".join(model_caps.aspect_ratios)
-        console.print(f"aspect ratios: {ratios}; durations: {durations}")
+        # One line a model, whole (scripts grep it): soft-wrapped by the terminal if it must be.
+        console.print(f"aspect ratios: {ratios}; durations: {_durations(model_caps)}")
+
+
+def _provider_list() -> Table:
+    """A compact table that fits an 80-column terminal (a long model id folds onto a second
+    line there); every model and the connection test are in `sceneflow providers KEY`."""
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        caption="Details: sceneflow providers KEY",
+        caption_justify="left",
+    )
+    table.add_column("Provider", no_wrap=True)
+    # Model ids have no spaces to wrap at; the widest column they can have keeps most on one
+    # line, and the rare longer one folds rather than being cut.
+    table.add_column("Default model", overflow="fold", min_width=30)
+    table.add_column("Models", justify="right", no_wrap=True)
+    table.add_column("Cancel", no_wrap=True)
+    table.add_column("Credentials", overflow="fold")
+    for name in adapters.known():
+        caps = adapters.get_adapter(name).capabilities()
+        table.add_row(
+            name,
+            caps.default_model,
+            str(len(caps.models)),
+            "yes" if caps.can_cancel else "no",
+            ", ".join(caps.credential_fields) or "none",
+        )
+    return table
+
+
+def _provider_details(caps: Capabilities) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    grid.add_row("Provider", caps.provider)
+    grid.add_row("Default model", caps.default_model)
+    grid.add_row("Models", ", ".join(caps.models))
+    grid.add_row("Cancel", "yes" if caps.can_cancel else "no")
+    grid.add_row("Credentials", ", ".join(caps.credential_fields) or "none")
+    grid.add_row("Connection test", caps.connection_test)
+    return grid
+
+
+def _durations(caps: ModelCapabilities) -> str:
+    """'4, 6, 8 s', '2-10 s, whole seconds' for a run of whole seconds, or '1-20 s'."""
+    listed = caps.durations
+    if not listed:
+        return f"{caps.min_duration:g}-{caps.max_duration:g} s"
+    whole = [int(d) for d in listed if float(d).is_integer()]
+    if len(whole) == len(listed) > 3 and whole == list(range(whole[0], whole[-1] + 1)):
+        return f"{whole[0]}-{whole[-1]} s, whole seconds"
+    return ", ".join(f"{d:g}" for d in listed) + " s"

@@ -91,13 +91,13 @@ def media_source(location: str | None, page_dir: str | None = None) -> str | Non
             return _quote_url(location)
     path = Path(location.removeprefix("file://"))
     if page_dir is None or storage.is_remote(page_dir):
-        return quote(path.as_posix(), safe="/")
+        return _quote_path(path.as_posix())
     full = path.resolve()
     try:
         inside = full.relative_to(Path(page_dir.removeprefix("file://")).resolve())
     except ValueError:
-        return quote(full.as_posix(), safe="/")
-    return quote(PurePosixPath(inside).as_posix(), safe="/")
+        return _quote_path(full.as_posix())
+    return _quote_path(PurePosixPath(inside).as_posix())
 
 
 def render_gallery(
@@ -163,6 +163,13 @@ def _scheme(location: str) -> str:
 def _quote_url(url: str) -> str:
     # Keep the URL's own structure and %-escapes; quote spaces, quotes, <, > and the like.
     return quote(url, safe=":/?#[]@!$&'()*+,;=%~")
+
+
+def _quote_path(path: str) -> str:
+    # POSIX keeps a leading "//", which a browser reads as another host (//evil.example/x).
+    if path.startswith("//"):
+        path = "/" + path.lstrip("/")
+    return quote(path, safe="/")
 
 
 def _sha256(text: str) -> str:

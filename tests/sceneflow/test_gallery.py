@@ -168,6 +168,9 @@ def test_links_are_relative_inside_the_output_folder_and_quoted(tmp_path: Path) 
     )
     # No folder known: the path as given.
     assert media_source("clips/a b.mp4") == "clips/a%20b.mp4"
+    # A path that starts with "//" would be another host to a browser; it stays a path.
+    assert media_source("//evil.example/x.mp4") == "/evil.example/x.mp4"
+    assert media_source("//evil.example/x.mp4", str(out)) == "/evil.example/x.mp4"
     assert media_source(None, str(out)) is None
     assert media_source("", str(out)) is None
 

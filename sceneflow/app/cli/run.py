@@ -14,15 +14,24 @@ import adapters
 from adapters import Provider
 from flows.batch import generate_batch
 from flows.generate import generate_video
-from sceneflow import batches, credentials, prompts, store
+from sceneflow import batches, preflight, store
 from sceneflow.app.cli.console import console, handle_errors, require_provider
 from sceneflow.db import session_scope
 from sceneflow.errors import RequestValidationError
 from sceneflow.models import TERMINAL_STATUSES, StandardVideoRequest, format_validation_error
+from sceneflow.providers import Capabilities
 
 ProviderOpt = Annotated[str, typer.Option("--provider", "-p", help="Provider key.")]
 UserOpt = Annotated[str, typer.Option("--user", "-u", help="Whose stored credentials to use.")]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="Folder or fsspec URL.")]
+
+
+def _provider_check(provider: str, request: StandardVideoRequest) -> list[str]:
+    return adapters.get_adapter(provider).validate(request)
+
+
+def _capabilities(provider: str) -> Capabilities:
+    return adapters.get_adapter(provider).capabilities()
 
 
 @handle_errors
@@ -66,11 +75,16 @@ def generate(
         )
     except ValidationError as e:
         raise RequestValidationError(format_validation_error(e)) from None
-    # The provider's limits and the user's credentials are checked before Prefect starts (and
-    # logs) a doomed flow run.
-    adapter = adapters.get_adapter(provider)
-    adapter.validate(request)
-    credentials.open_credentials(user, adapter.capabilities())
+    # The provider's limits, the output folder, the data directory, the database and the user's
+    # credentials are checked before Prefect starts (and logs) a doomed flow run.
+    preflight.check_single(
+        output,
+        user_id=user,
+        provider=provider,
+        request=request,
+        provider_check=_provider_check,
+        capabilities_for=_capabilities,
+    )
 
     with console.status(f"Generating with {provider}…"):
         result = asyncio.run(generate_video(user, Provider(provider), request, output, force))
@@ -91,8 +105,16 @@ def batch(
     """Generate a video for every row of a prompt CSV; results.csv goes beside the videos."""
     require_provider(provider)
     source = str(Path(csv).resolve()) if "://" not in csv else csv
-    # What can be checked before Prefect starts is checked here, without a flow-run traceback.
-    prompts.check_columns(prompts.read_csv_text(source).columns)
+    # What can be checked before Prefect starts is checked here, without a flow-run traceback:
+    # the settings, the whole CSV (every row) and the credentials of every provider it uses.
+    preflight.check_batch(
+        source,
+        output_dir=output,
+        default_provider=provider,
+        user_id=user,
+        provider_check=_provider_check,
+        capabilities_for=_capabilities,
+    )
     batch_id = batches.batch_id_for(source, user)
 
     async def run() -> Any:

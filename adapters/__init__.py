@@ -30,6 +30,10 @@ REGISTRY: dict[str, str] = {
     "luma": "adapters.luma:LumaAdapter",
     "replicate": "adapters.replicate:ReplicateAdapter",
     "fal": "adapters.fal:FalAdapter",
+    "kling": "adapters.kling:KlingAdapter",
+    "minimax": "adapters.minimax:MiniMaxAdapter",
+    "wan": "adapters.wan:WanAdapter",
+    "seedance": "adapters.seedance:SeedanceAdapter",
 }
 
 # A flow parameter typed `Provider` becomes a dropdown in the Prefect UI.

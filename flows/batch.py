@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from prefect import flow, get_run_logger
 
@@ -15,6 +14,7 @@ from sceneflow.errors import SceneFlowError
 from sceneflow.jobs import ledger
 from sceneflow.jobs.ledger import JobRef
 from sceneflow.jobs.poll import deadlines_for
+from sceneflow.models import JobStatus
 from sceneflow.prompts import PromptRow
 from sceneflow.providers import Credentials
 from tasks.batch import Progress, read_prompts, write_results
@@ -29,8 +29,10 @@ async def generate_batch(
     provider: Provider = Provider.LOCAL,
     output_dir: str = "outputs",
     max_concurrency: int = 4,
-    force: bool = False,
     deadline_seconds: float | None = None,
+    batch_id: str | None = None,
+    regenerate: list[str] | None = None,
+    resubmit_unknown: bool = False,
 ) -> BatchSummary:
     """Generate a video for every valid row of a prompt CSV and write results.csv.
 
@@ -41,14 +43,19 @@ async def generate_batch(
         provider: Default provider for rows without a provider column.
         output_dir: Folder or fsspec URL for the videos and results.csv.
         max_concurrency: Jobs in flight at once, per provider.
-        force: Generate every row anew, even those already done.
         deadline_seconds: Give up on a job (and cancel it) once it has run this many seconds;
             default per provider. Time in the provider's queue has its own limit.
+        batch_id: The batch's identity; by default made from the user and the CSV's location,
+            so a re-run of the same CSV resumes it and another CSV never shares its jobs.
+        regenerate: Row ids to generate anew even if they completed (each is paid again).
+        resubmit_unknown: Send again every row whose submit reply was lost and that the
+            provider cannot be asked about (UNKNOWN); one of them may then be paid twice.
     """
     if max_concurrency < 1:
         raise ValueError("max_concurrency must be at least 1")
     logger = get_run_logger()
-    batch_id = batches.batch_id_for(csv_path, user_id)
+    batch_id = batch_id or batches.batch_id_for(csv_path, user_id)
+    again = set(regenerate or ())
     batch = read_prompts(csv_path, Provider(provider).value)
     providers = sorted({row.provider for row in batch.rows})
     credentials: dict[str, Credentials | SceneFlowError] = {}
@@ -73,10 +80,14 @@ async def generate_batch(
             occurrence=row.occurrence,
             batch_id=batch_id,
             row_number=row.row_number,
-            force=force,
+            regenerate=row.row_id in again,
         )
         for row in batch.rows
     ]
+    if resubmit_unknown:
+        for ref in refs:
+            if ref.status == JobStatus.UNKNOWN:
+                ledger.allow_resubmit(ref.job_id, "sent again: asked for with resubmit_unknown")
     progress = Progress(len(batch.rows) + len(batch.problems))
     await progress.start(batch_id, already_done=len(batch.problems))
 
@@ -97,15 +108,12 @@ async def generate_batch(
                     opened,
                     user_id=user_id,
                     output_dir=output_dir,
-                    # A row's queue deadline starts when its turn comes, not when the batch does.
-                    deadlines=deadlines[row.provider].model_copy(
-                        update={"started_at": time.time()}
-                    ),
+                    deadlines=deadlines[row.provider],
                     row_id=row.row_id,
                 )
                 duration = done.duration
-            except SceneFlowError as e:
-                ledger.give_up(job.job_id, e)
+            except SceneFlowError:
+                pass  # run_job has recorded what the error means for the row
         await progress.tick()
         return record(row, job, duration)
 
@@ -123,7 +131,6 @@ async def generate_batch(
     for row, job, outcome in zip(batch.rows, refs, outcomes, strict=True):
         if isinstance(outcome, BaseException):
             logger.error("row %d hit an unexpected error", row.row_number, exc_info=outcome)
-            ledger.give_up(job.job_id, outcome)
             unexpected.append(outcome)
             outcome = record(row, job, None)
         records.append(outcome)

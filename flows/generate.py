@@ -31,14 +31,16 @@ async def generate_video(
         provider: Which provider renders the video.
         request: What to generate.
         output_dir: A folder or an fsspec URL (s3://bucket/prefix) for the video.
-        force: Submit anew even if this request already ran.
+        force: Generate this request anew even if it already completed (it is paid again).
         deadline_seconds: Give up (and cancel) once the job has run this many seconds; default
             per provider. Time in the provider's queue has its own limit (README, Configuration).
     """
     provider_key = Provider(provider).value
     warnings = validate_request(provider_key, request)
     credentials = await load_credentials(user_id, provider_key)
-    job = ledger.prepare_job(user_id=user_id, provider=provider_key, request=request, force=force)
+    job = ledger.prepare_job(
+        user_id=user_id, provider=provider_key, request=request, regenerate=force
+    )
     adapter = get_adapter(provider_key)
     deadlines = deadlines_for(provider_key, adapter.capabilities(), deadline_seconds)
     try:

@@ -48,7 +48,7 @@ async def generate_sharded_batch(
     output_dir: str = "outputs",
     shards: int = 2,
     max_concurrency: int = 4,
-    force: bool = False,
+    regenerate: list[str] | None = None,
     deadline_seconds: float | None = None,
     deployment: str = "generate-batch/batch-from-csv",
     shard_timeout_seconds: float = 6 * 3600,
@@ -65,7 +65,7 @@ async def generate_sharded_batch(
             to the folder itself.
         shards: How many shard runs to start (at most one per row).
         max_concurrency: Jobs in flight at once, per provider, within each shard.
-        force: Generate every row anew, even those already done.
+        regenerate: Row ids to generate anew even if they completed (each is paid again).
         deadline_seconds: Give up on a job (and cancel it) once it has run this many seconds.
         deployment: The batch deployment that runs each shard.
         shard_timeout_seconds: Stop waiting for a shard after this long.
@@ -88,7 +88,7 @@ async def generate_sharded_batch(
                 "provider": Provider(provider).value,
                 "output_dir": f"{output_dir}/shard-{shard.index:03d}",
                 "max_concurrency": max_concurrency,
-                "force": force,
+                "regenerate": regenerate,
                 "deadline_seconds": deadline_seconds,
             },
             idempotency_key=f"{parent}:shard-{shard.index}",

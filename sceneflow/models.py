@@ -21,19 +21,40 @@ __all__ = [
 
 
 class JobStatus(StrEnum):
+    """Where a job stands. The provider reports QUEUED, PROCESSING, COMPLETED, FAILED or
+    CANCELLED; the ledger (`sceneflow.jobs.ledger`) adds the states of its own that make the
+    promises hold: the send recorded before it leaves, a lost reply, the provider done but the
+    video not yet verified. The legal moves between them are drawn in the ledger."""
+
     QUEUED = "QUEUED"
+    # The send is recorded and may be on its way; no provider job id is known yet.
+    SUBMITTING = "SUBMITTING"
     PROCESSING = "PROCESSING"
+    # The provider finished the job; the video is not yet verified in its final place.
+    GENERATED = "GENERATED"
     COMPLETED = "COMPLETED"
+    # The provider finished but the video could not be fetched; a re-run fetches it again.
+    DOWNLOAD_FAILED = "DOWNLOAD_FAILED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
     TIMED_OUT = "TIMED_OUT"
-    # The submit may or may not have reached the provider (the response was lost); see design §3.
+    # The submit may or may not have reached the provider (the reply was lost); see design §3.
     UNKNOWN = "UNKNOWN"
 
 
+# The states a run ends a job in: nothing more happens to it in this run. UNKNOWN,
+# DOWNLOAD_FAILED and TIMED_OUT keep their provider job, so a later run can take them further.
 TERMINAL_STATUSES = frozenset(
-    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT}
+    {
+        JobStatus.COMPLETED,
+        JobStatus.FAILED,
+        JobStatus.CANCELLED,
+        JobStatus.TIMED_OUT,
+        JobStatus.UNKNOWN,
+        JobStatus.DOWNLOAD_FAILED,
+    }
 )
+
 
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"]
 Quality = Literal["draft", "standard", "high"]

@@ -107,6 +107,9 @@ class GenerationJob(SQLModel, table=True):
     updated_at: datetime = _created()
     submitted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The run that may send and poll this job, until its lease runs out (design.md §3).
+    claimed_by: str | None = None
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class GenerationAttempt(SQLModel, table=True):

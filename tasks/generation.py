@@ -24,8 +24,8 @@ from tasks.policies import RETRY_OPTIONS
 def _job_key(step: str):  # type: ignore[no-untyped-def]
     def key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
         job: JobRef = parameters["job"]
-        if step == "download" and ledger.video_went_missing(job.job_id):
-            return None  # deleted or moved since it was saved: fetch it again, uncached
+        if step == "download" and not ledger.video_in_place(job.job_id):
+            return None  # not saved yet, or deleted since: only a fetch can answer, uncached
         # The job id pins the key to one row of one database: a cache that outlives its
         # database (or is shared with another) can never answer for a different job.
         return f"sceneflow-{step}-{job.idempotency_key}-{job.job_id}-g{job.generation}"
@@ -62,18 +62,16 @@ async def submit_generation(
     )
 
 
-@task(
-    cache_policy=NO_CACHE,
-    persist_result=False,
-    **RETRY_OPTIONS,
-    task_run_name="wait[{job.provider}]",
-)
+# No Prefect retries here: a failed status check costs nothing, so the wait itself retries
+# transient errors until the job's deadline, however many come in a row.
+@task(cache_policy=NO_CACHE, persist_result=False, task_run_name="wait[{job.provider}]")
 async def wait_for_generation(
     job: JobRef,
     adapter: VideoAdapter,
     credentials: Credentials,
     user_id: str,
     deadlines: poll.Deadlines,
+    owner: str | None = None,
 ) -> StandardVideoResult:
     """Poll adaptively until the job is done; cancel it and time out at a deadline."""
     return await poll.wait_for_job(
@@ -82,6 +80,7 @@ async def wait_for_generation(
         credentials,
         user_id=user_id,
         deadlines=deadlines,
+        owner=owner,
         logger=get_run_logger(),
     )
 

@@ -20,9 +20,9 @@ from flows.generate import generate_video
 from sceneflow import credentials, store
 from sceneflow.db import session_scope
 from sceneflow.errors import NotFoundError, ProviderError, SceneFlowError
-from sceneflow.jobs import ledger, submit
+from sceneflow.jobs import download, ledger, submit
 from sceneflow.models import GatewayResponse, JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, VideoAdapter
+from sceneflow.providers import Capabilities, Credentials, VideoAdapter
 from sceneflow.tables import GenerationJob
 
 __all__ = ["VideoGenerationGateway"]
@@ -80,9 +80,9 @@ class VideoGenerationGateway:
             warnings = adapter.validate(request)
             opened = credentials.open_credentials(user_id, adapter.capabilities())
             job = ledger.prepare_job(
-                user_id=user_id, provider=provider, request=request, force=force
+                user_id=user_id, provider=provider, request=request, regenerate=force
             )
-            job = await submit.submit_job(adapter, job.job_id, opened, user_id=user_id)
+            job = await self._submit_claimed(adapter, job, opened, user_id)
         finally:
             await adapter.aclose()
         return StandardVideoResult(
@@ -91,23 +91,54 @@ class VideoGenerationGateway:
             provider_details={"job_id": job.job_id, "warnings": warnings},
         )
 
-    async def check_generation_status(
-        self, user_id: str, provider: str, job_id: str
-    ) -> GatewayResponse[StandardVideoResult]:
-        """Ask the provider where the job stands (a finished job is answered from the table)."""
-        return await _respond(self._status(user_id, provider, job_id))
+    @staticmethod
+    async def _submit_claimed(
+        adapter: VideoAdapter, job: ledger.JobRef, opened: Credentials, user_id: str
+    ) -> ledger.JobRef:
+        """The submit step of the one job engine: under the job's claim, settled by the same
+        policy as the flows' jobs."""
+        owner = ledger.run_owner()
+        await ledger.hold(job.job_id, owner)
+        try:
+            return await submit.submit_job(adapter, job.job_id, opened, user_id=user_id)
+        except SceneFlowError as e:
+            ledger.settle(job.job_id, e, user_id)
+            raise
+        finally:
+            ledger.release(job.job_id, owner)
 
-    async def _status(self, user_id: str, provider: str, job_id: str) -> StandardVideoResult:
+    async def check_generation_status(
+        self, user_id: str, provider: str, job_id: str, *, output_dir: str = "outputs"
+    ) -> GatewayResponse[StandardVideoResult]:
+        """Ask the provider where the job stands (a finished job is answered from the table).
+        A job the provider has finished is downloaded to `output_dir` at once (outputs
+        expire) and verified: only then does it come back COMPLETED, with its output_path."""
+        return await _respond(self._status(user_id, provider, job_id, output_dir))
+
+    async def _status(
+        self, user_id: str, provider: str, job_id: str, output_dir: str
+    ) -> StandardVideoResult:
         job = ledger.find_owned_job(user_id, provider, job_id)
-        if job.status == JobStatus.COMPLETED or not job.provider_job_id:
+        if ledger.video_in_place(job.id) or not job.provider_job_id:
             return _from_row(job)
         adapter = self.get_adapter(provider)
+        owner = ledger.run_owner()
+        await ledger.hold(job.id, owner)
         try:
             opened = credentials.open_credentials(user_id, adapter.capabilities())
             result = await adapter.status(job.provider_job_id, opened)
+            ledger.record_status(job.id, result, changed=result.status.value != job.status)
+            if result.status == JobStatus.COMPLETED:
+                done = await download.download_job(
+                    adapter, job.id, result, opened, user_id=user_id, output_dir=output_dir
+                )
+                result.output_path = done.output_path
+        except SceneFlowError as e:
+            ledger.settle(job.id, e, user_id)
+            raise
         finally:
+            ledger.release(job.id, owner)
             await adapter.aclose()
-        ledger.record_status(job.id, result, changed=result.status.value != job.status)
         result.provider_details["job_id"] = job.id
         return result
 
@@ -119,8 +150,10 @@ class VideoGenerationGateway:
 
     async def _cancel(self, user_id: str, provider: str, job_id: str) -> StandardVideoResult:
         job = ledger.find_owned_job(user_id, provider, job_id)
-        if JobStatus(job.status) == JobStatus.COMPLETED:
-            raise NotFoundError(f"Job {job.id} already completed; there is nothing to cancel.")
+        if not ledger.cancellable(job):
+            raise NotFoundError(
+                f"Job {job.id} is already {job.status}; there is nothing to cancel."
+            )
         adapter = self.get_adapter(provider)
         note = "the provider has no cancel call; SceneFlow stopped tracking the job"
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,16 @@ __all__ = ["download_job", "output_name"]
 
 
 def output_name(job_id: str, row_id: str | None) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in (row_id or ""))[:80]
-    return f"{safe or job_id}.mp4"
+    """The video's file name in its batch's folder: the row id where it is a safe file name,
+    else its safe form plus a hash of the id, so that ids such as `a/b`, `a_b` and `a.b`, or two
+    long ids that differ only at the end, never share a file."""
+    if not row_id:
+        return f"{job_id}.mp4"
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in row_id)
+    if safe == row_id and len(safe) <= 80:
+        return f"{safe}.mp4"
+    digest = hashlib.sha256(row_id.encode()).hexdigest()[:10]
+    return f"{safe[:60]}-{digest}.mp4"
 
 
 async def download_job(

@@ -21,10 +21,20 @@ from sceneflow.errors import (
     GenerationFailedError,
     GenerationTimeoutError,
     ProviderError,
+    RateLimitedError,
     SceneFlowError,
     is_retryable,
 )
-from sceneflow.jobs.ledger import end_job, load_job, log, logged_call, record_status
+from sceneflow.jobs.ledger import (
+    LEASE_SECONDS,
+    claim,
+    end_job,
+    load_job,
+    log,
+    log_attempt,
+    logged_call,
+    record_status,
+)
 from sceneflow.models import JobStatus, StandardVideoResult
 from sceneflow.providers import Capabilities, Credentials, VideoAdapter
 from sceneflow.settings import get_settings
@@ -40,6 +50,10 @@ class Deadlines(BaseModel):
     started_at: float
     queued: float
     running: float
+
+    def restarted(self) -> Deadlines:
+        """The same limits, counted from now: a job's clock starts when its wait does."""
+        return self.model_copy(update={"started_at": time.time()})
 
 
 def deadlines_for(provider: str, caps: Capabilities, running: float | None = None) -> Deadlines:
@@ -62,13 +76,18 @@ async def wait_for_job(
     *,
     user_id: str,
     deadlines: Deadlines,
+    owner: str | None = None,
     logger: logging.Logger | logging.LoggerAdapter[Any] = log,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
 ) -> StandardVideoResult:
     """Poll until the job ends or a deadline passes: the queue's while the provider reports it
     QUEUED, then the running one from when it is first seen running (and never later than both
     together from the start). At a deadline, cancel it and mark it TIMED_OUT. Intervals start
-    at the provider's guidance and back off."""
+    at the provider's guidance and back off.
+
+    A failed status check costs nothing, so transient errors and rate limits are retried here
+    until the deadline, however many come in a row; other errors end the wait at once. While it
+    waits, the run's claim on the job (`owner`) is renewed."""
     caps = adapter.capabilities()
     interval = caps.poll_interval
     with session_scope() as session:
@@ -84,20 +103,31 @@ async def wait_for_job(
     if not pid:
         raise GenerationFailedError(f"job {job_id} was never submitted", provider=job.provider)
     last_status: str | None = None
-    last_write = 0.0
+    last_write = renewed = 0.0
     running_since: float | None = None
+    failing: SceneFlowError | None = None
     while True:
+        if owner and time.monotonic() - renewed > LEASE_SECONDS / 3:
+            if holder := claim(job_id, owner):
+                logger.warning("job %s: its claim ran out and %s took it over", job_id, holder)
+            renewed = time.monotonic()
         try:
             result: StandardVideoResult = await adapter.status(pid, credentials)
         except SceneFlowError as e:
-            # Moderation and auth failures can surface while polling; they end the job.
             if not is_retryable(e):
-                end_job(job_id, JobStatus.FAILED, e, user_id)
-            raise
+                raise
+            if type(e) is not type(failing):
+                log_attempt(job_id, "status", error=e, started=time.time())
+            failing = e
+            result = StandardVideoResult(
+                status=JobStatus(last_status or JobStatus.QUEUED), provider_job_id=pid
+            )
+        else:
+            failing = None
         changed = result.status.value != last_status
         # A status change is an attempt worth logging; progress alone is written now and then,
         # since every write holds the event loop and (on SQLite) the database's write lock.
-        if changed or time.monotonic() - last_write >= PROGRESS_WRITE_SECONDS:
+        if failing is None and (changed or time.monotonic() - last_write >= PROGRESS_WRITE_SECONDS):
             record_status(job_id, result, changed=changed)
             if changed:
                 logger.info("job %s: %s %.0f%%", job_id, result.status.value, result.progress)
@@ -123,8 +153,13 @@ async def wait_for_job(
             limit_at = min(running_since + deadlines.running, total)
             why = f"did not finish before its deadline (ran over {deadlines.running:g} s)"
         if now >= limit_at:
+            if failing is not None:
+                why += f"; its status could not be read at the end ({failing})"
             return await _time_out(adapter, job_id, pid, credentials, user_id, why, logger)
-        await sleep(min(interval, max(limit_at - now, 0.05)))
+        pause = interval
+        if isinstance(failing, RateLimitedError) and failing.retry_after:
+            pause = max(pause, failing.retry_after)
+        await sleep(min(pause, max(limit_at - now, 0.05)))
         interval = min(interval * 1.5, caps.max_poll_interval)
 
 

@@ -1,39 +1,70 @@
 """Sending a job to its provider once, and finding the job a lost submit may have created.
 
-A submit whose reply never came back may still have created, and billed, a job. Sending it again
-could pay twice, so the job is marked UNKNOWN and SceneFlow asks the provider instead: where the
-provider lists recent jobs, a job created since the submit went out, with the same inputs, and
-not already owned by another row, is that submit's job and is resumed. Where the provider offers
-no list, or none matches, the job stays UNKNOWN and the error says what to do (design.md §3).
+The send is recorded (SUBMITTING) before it leaves. A submit whose reply never came back, or a
+send a run recorded and then died on, may still have created and billed a job, so it is never
+sent again blindly: the job is UNKNOWN and SceneFlow asks the provider. Where the provider can
+list or query its jobs, a job created since the send with the same inputs, not already another
+row's, is that send's job and is resumed. Where the search was complete and found nothing, the
+send never arrived, and the job is sent again, once, saying why in its attempt log. Where the
+provider cannot be asked, or the search was not complete, the job stays UNKNOWN until the user
+asks, per job, to send it again (design.md §3).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
+from pydantic import BaseModel
+
 from sceneflow import store
 from sceneflow.db import session_scope
-from sceneflow.errors import AmbiguousSubmitError, SceneFlowError, is_retryable
+from sceneflow.errors import AmbiguousSubmitError, AuthError, SceneFlowError, is_retryable
 from sceneflow.jobs.ledger import (
     JobRef,
     accept_submission,
-    end_job,
     job_ref,
     load_job,
     log,
+    log_attempt,
     logged_call,
+    mark_ambiguous,
     mark_sending,
+    reject_key,
+    resend_after_lookup,
+    send_reference,
+    unsend,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest
 from sceneflow.providers import Credentials, VideoAdapter
+from sceneflow.tables import GenerationJob
 
-__all__ = ["CLOCK_SKEW", "find_lost_job", "submit_job"]
+__all__ = ["CLOCK_SKEW", "LostJob", "find_lost_job", "submit_job"]
 
 # The provider's clock may run behind ours; a job it stamps this much before our send is still
 # a candidate.
 CLOCK_SKEW = timedelta(minutes=2)
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+
+class LostJob(BaseModel):
+    """What asking the provider about a lost send found."""
+
+    provider_job_id: str | None
+    # The provider answered for the whole window since the send: nothing found means nothing
+    # was created.
+    complete: bool
+    checked: str
+
+
+def _resubmit_hint(job_id: str) -> str:
+    return (
+        f"`sceneflow jobs resubmit {job_id}` sends it again (it pays twice if the provider did "
+        "create it; check its dashboard first), and `sceneflow batch ... --resubmit-unknown` "
+        "does so for every such row of a batch"
+    )
 
 
 async def submit_job(
@@ -42,70 +73,130 @@ async def submit_job(
     credentials: Credentials,
     *,
     user_id: str,
-    logger: logging.Logger | logging.LoggerAdapter[Any] = log,
+    logger: Logger = log,
 ) -> JobRef:
-    """Send the job once. A job that already has a provider id is resumed, never re-sent; one
-    whose submit reply was lost is looked up at the provider, never re-sent (design.md §3)."""
+    """Send the job once. A job with a provider id is resumed, never re-sent; one whose send
+    may be out is looked up at the provider (see the module docstring)."""
     job, send = mark_sending(job_id)
-    request = StandardVideoRequest.model_validate_json(job.request_json)
     if job.provider_job_id:
         logger.info("job %s already submitted as %s; resuming", job_id, job.provider_job_id)
         return job_ref(job)
-    cause = None
     if send:
-        try:
-            provider_job_id = await logged_call(
-                job_id, user_id, "submit", lambda: adapter.submit(request, credentials)
-            )
-        except AmbiguousSubmitError as e:
-            end_job(job_id, JobStatus.UNKNOWN, e, user_id)
-            cause = str(e)
-        except SceneFlowError as e:
-            if not is_retryable(e):
-                end_job(job_id, JobStatus.FAILED, e, user_id)
-            raise
-        else:
-            logger.info("job %s submitted to %s as %s", job_id, adapter.key, provider_job_id)
-            return accept_submission(job_id, provider_job_id)
+        return await _send(adapter, job, credentials, user_id, logger)
+    if job.status == JobStatus.SUBMITTING:
+        mark_ambiguous(
+            job_id,
+            "the run that sent it stopped before the reply was recorded, so the provider may "
+            "have created it",
+            user_id,
+        )
+    return await _recover(adapter, job_id, credentials, user_id, logger)
+
+
+async def _send(
+    adapter: VideoAdapter,
+    job: GenerationJob,
+    credentials: Credentials,
+    user_id: str,
+    logger: Logger,
+) -> JobRef:
+    request = StandardVideoRequest.model_validate_json(job.request_json)
+    reference = send_reference(job)
     try:
         provider_job_id = await logged_call(
-            job_id, user_id, "lookup", lambda: find_lost_job(adapter, job_id, credentials, cause)
+            job.id,
+            user_id,
+            "submit",
+            lambda: adapter.submit(request, credentials, reference=reference),
         )
+    except AmbiguousSubmitError as e:
+        mark_ambiguous(job.id, e, user_id)
+        return await _recover(adapter, job.id, credentials, user_id, logger)
     except SceneFlowError as e:
-        # However the lookup failed (a 401 included), the job may exist: it stays UNKNOWN, which
-        # a re-run never starts over, instead of FAILED, which it would submit anew.
-        end_job(job_id, JobStatus.UNKNOWN, e, user_id)
+        if is_retryable(e):
+            # It surely did not arrive (connection refused, 429, 503): the retry sends anew.
+            unsend(job.id, e)
         raise
-    logger.warning("job %s: its lost submit had created %s; resuming", job_id, provider_job_id)
-    return accept_submission(job_id, provider_job_id)
+    logger.info("job %s submitted to %s as %s", job.id, adapter.key, provider_job_id)
+    return accept_submission(job.id, provider_job_id)
 
 
-async def find_lost_job(
-    adapter: VideoAdapter, job_id: str, credentials: Credentials, cause: str | None = None
-) -> str:
-    """The provider job id the lost submit of `job_id` created, or AmbiguousSubmitError saying
-    what was checked and how to go on. `cause` is the error that lost the reply, when known."""
+async def _recover(
+    adapter: VideoAdapter,
+    job_id: str,
+    credentials: Credentials,
+    user_id: str,
+    logger: Logger,
+) -> JobRef:
+    """Look the UNKNOWN job up; resume it, send it again once, or leave it UNKNOWN."""
+    with session_scope() as session:
+        job = load_job(session, job_id)
+    lost = f"The submit of job {job_id} to {adapter.key} may have created a job ({job.error})"
+    started = time.time()
+    try:
+        found = await find_lost_job(adapter, job_id, credentials)
+    except SceneFlowError as e:
+        # However the lookup failed (a 401 included), the job may exist: it stays UNKNOWN, and
+        # the next run asks again. A rejected key still marks the credentials invalid.
+        log_attempt(job_id, "lookup", error=e, started=started)
+        error = AmbiguousSubmitError(
+            f"{lost}, and asking {adapter.key} for it failed ({e}); the next run asks again.",
+            provider=adapter.key,
+        )
+        mark_ambiguous(job_id, error, user_id)
+        if isinstance(e, AuthError):
+            reject_key(user_id, adapter.key)
+        raise error from e
+    if found.provider_job_id:
+        log_attempt(job_id, "lookup", detail=f"found {found.provider_job_id}", started=started)
+        logger.warning("job %s: its lost submit had created %s; resuming", job_id, found)
+        return accept_submission(job_id, found.provider_job_id)
+    if found.complete and job.attempts <= 1:
+        why = f"{found.checked} found no job for the lost send, so it never arrived; sending again"
+        log_attempt(job_id, "lookup", detail=why, started=started)
+        logger.warning("job %s: %s", job_id, why)
+        return await _send(adapter, resend_after_lookup(job_id), credentials, user_id, logger)
+    if found.complete:
+        outcome = f"{found.checked} found none, but it was sent again once already"
+    else:
+        outcome = found.checked
+    error = AmbiguousSubmitError(
+        f"{lost}; {outcome}. It stays UNKNOWN and is never sent again on its own: "
+        f"{_resubmit_hint(job_id)}.",
+        provider=adapter.key,
+    )
+    log_attempt(job_id, "lookup", error=error, started=started)
+    mark_ambiguous(job_id, error, user_id)
+    raise error
+
+
+async def find_lost_job(adapter: VideoAdapter, job_id: str, credentials: Credentials) -> LostJob:
+    """Ask the provider for the job the lost send of `job_id` may have created."""
     with session_scope() as session:
         job = load_job(session, job_id)
         request = StandardVideoRequest.model_validate_json(job.request_json)
         sent_at = job.submitted_at or job.created_at
-    lost = (
-        f"The submit of job {job_id} to {adapter.key} went out but its reply was lost"
-        f"{f' ({cause})' if cause else ''}, so it may have been accepted and billed"
+        reference = send_reference(job)
+    lookup = await adapter.find_submitted(
+        request, credentials, since=sent_at - CLOCK_SKEW, reference=reference
     )
-    retry = "Check the provider's dashboard, then run again with --force to submit anew."
-    found = await adapter.find_submitted(request, credentials, since=sent_at - CLOCK_SKEW)
-    if found is None:
-        raise AmbiguousSubmitError(
-            f"{lost}; {adapter.key} offers no way to look it up. {retry}", provider=adapter.key
+    if lookup is None:
+        return LostJob(
+            provider_job_id=None,
+            complete=False,
+            checked=f"{adapter.key} offers no way to look it up",
         )
     with session_scope() as session:
-        for candidate in found.job_ids:
+        for candidate in lookup.job_ids:
             owner = store.find_job(session=session, job_id_or_provider_job_id=candidate)
             if owner is None or owner.id == job_id:
-                return candidate
-    raise AmbiguousSubmitError(
-        f"{lost}, but no {adapter.key} job created since {sent_at:%Y-%m-%d %H:%M:%S} UTC has "
-        f"its inputs, so most likely it was not. {retry}",
-        provider=adapter.key,
-    )
+                return LostJob(provider_job_id=candidate, complete=True, checked="")
+    since = f"{sent_at:%Y-%m-%d %H:%M:%S} UTC"
+    if lookup.complete:
+        checked = f"a complete search of the {adapter.key} jobs created since {since}"
+    else:
+        checked = (
+            f"the {adapter.key} jobs SceneFlow could search since {since} hold no match, but the "
+            "search did not reach back to the send"
+        )
+    return LostJob(provider_job_id=None, complete=lookup.complete, checked=checked)

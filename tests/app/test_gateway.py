@@ -115,6 +115,8 @@ async def test_trigger_returns_queued_and_status_follows_it_to_completed(backend
     done = await until_finished(backend.provider, job_id)
     assert done.status == JobStatus.COMPLETED and done.progress == 100
     assert done.provider_details["job_id"] == job_id
+    # COMPLETED comes with the verified video, fetched the moment the provider was done.
+    assert done.output_path and Path(done.output_path).is_file()
     # The provider's own id finds the job too.
     by_provider_id = await gateway.check_generation_status(USER, backend.provider, provider_job_id)
     assert by_provider_id.data is not None and by_provider_id.data.status == JobStatus.COMPLETED
@@ -260,7 +262,7 @@ async def test_failures_come_back_as_responses_that_say_how_to_fix_them(
 
     unknown = await gateway.trigger_generation(USER, request, "kling-ultra")
     assert (unknown.success, unknown.error) == (False, "UnknownProviderError")
-    assert "Known providers: fal, local" in (unknown.message or "")
+    assert f"Known providers: {', '.join(adapters.known())}." in (unknown.message or "")
 
     invalid = await gateway.trigger_generation(
         USER, request.model_copy(update={"duration": 15, "aspect_ratio": "4:3"}), "runway"
@@ -300,5 +302,5 @@ async def test_a_finished_job_cannot_be_cancelled(runway: runway_emulator.Runway
     assert (await until_finished("runway", job_id)).status == JobStatus.COMPLETED
     response = await gateway.cancel_generation(USER, "runway", job_id)
     assert (response.success, response.error) == (False, "NotFoundError")
-    assert response.message == f"Job {job_id} already completed; there is nothing to cancel."
+    assert response.message == f"Job {job_id} is already COMPLETED; there is nothing to cancel."
     assert [job.cancelled for job in runway.jobs.values()] == [False]

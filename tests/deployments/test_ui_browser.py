@@ -237,8 +237,10 @@ def test_a_custom_run_of_batch_from_csv_finishes_with_its_results_artifact(
         "provider": "local",
         "output_dir": str(out),
         "max_concurrency": 4,
-        "force": False,
         "deadline_seconds": None,
+        "batch_id": None,
+        "regenerate": None,
+        "resubmit_unknown": False,
     }
     # The toast that confirms the new run. Prefect mounts two toast containers, and the later
     # one lies on top.

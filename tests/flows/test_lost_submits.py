@@ -84,39 +84,53 @@ async def test_the_job_a_lost_reply_created_is_found_and_finished(
     assert attempts[:2] == [("submit", "error"), ("lookup", "ok")]
 
 
-async def test_a_lost_submit_that_created_nothing_stays_unknown_until_forced(
+async def test_a_lost_submit_a_complete_search_proves_absent_is_sent_again_once(
     emulators, tmp_path: Path
 ) -> None:
     emu = emulators["replicate"]
     emu.inject("submit", "500")  # refused before any prediction was made
-    with pytest.raises(AmbiguousSubmitError) as first:
-        await generate_video("ann", "replicate", REQUEST, output_dir=str(tmp_path))
-    message = str(first.value)
-    assert "went out but its reply was lost (replicate answered HTTP 500" in message
-    assert "no replicate job created since" in message and "has its inputs" in message
-    assert "run again with --force to submit anew" in message
-    job, _ = _job("replicate")
-    assert job.status == JobStatus.UNKNOWN and emu.submissions == 0
-
-    # A plain re-run looks again and still pays for nothing.
-    with pytest.raises(AmbiguousSubmitError, match="has its inputs"):
-        await generate_video("ann", "replicate", REQUEST, output_dir=str(tmp_path))
-    assert emu.submissions == 0
-
-    result = await generate_video("ann", "replicate", REQUEST, output_dir=str(tmp_path), force=True)
+    result = await generate_video("ann", "replicate", REQUEST, output_dir=str(tmp_path))
     assert result.status == JobStatus.COMPLETED and emu.submissions == 1
+    job, attempts = _job("replicate")
+    assert attempts[:3] == [("submit", "error"), ("lookup", "ok"), ("submit", "ok")]
+    why = _details(job.id, "lookup")[0]
+    assert "a complete search of the replicate jobs created since" in why
+    assert why.endswith("found no job for the lost send, so it never arrived; sending again")
 
 
-async def test_a_provider_with_no_lookup_reports_the_lost_submit(emulators, tmp_path: Path) -> None:
+async def test_a_provider_with_no_lookup_leaves_the_job_unknown_until_resubmitted_by_name(
+    emulators, tmp_path: Path
+) -> None:
     emu = emulators["runway"]
     emu.inject("submit", "500")
-    with pytest.raises(AmbiguousSubmitError, match="runway offers no way to look it up"):
+    with pytest.raises(AmbiguousSubmitError) as first:
         await generate_video("ann", "runway", REQUEST, output_dir=str(tmp_path))
-    with pytest.raises(AmbiguousSubmitError, match="Check the provider's dashboard"):
+    message = str(first.value)
+    assert "runway offers no way to look it up" in message
+    assert "It stays UNKNOWN and is never sent again on its own" in message
+    job, _ = _job("runway")
+    assert f"`sceneflow jobs resubmit {job.id}` sends it again" in message
+    # A plain re-run asks again and pays for nothing.
+    with pytest.raises(AmbiguousSubmitError, match="runway offers no way to look it up"):
         await generate_video("ann", "runway", REQUEST, output_dir=str(tmp_path))
     job, attempts = _job("runway")
     assert job.status == JobStatus.UNKNOWN and emu.submissions == 0
     assert attempts == [("submit", "error"), ("lookup", "error"), ("lookup", "error")]
+    # The user's explicit choice for this one job sends it again, once.
+    ledger.allow_resubmit(job.id, "asked for in the test")
+    result = await generate_video("ann", "runway", REQUEST, output_dir=str(tmp_path))
+    assert result.status == JobStatus.COMPLETED and emu.submissions == 1
+
+
+def _details(job_id: str, operation: str) -> list[str]:
+    with session_scope() as session:
+        rows = session.exec(
+            select(store.GenerationAttempt)
+            .where(store.GenerationAttempt.job_id == job_id)
+            .where(store.GenerationAttempt.operation == operation)
+            .order_by(col(store.GenerationAttempt.id))
+        ).all()
+        return [r.detail for r in rows]
 
 
 class _LookupRefused:
@@ -124,10 +138,10 @@ class _LookupRefused:
 
     key = "replicate"
 
-    async def submit(self, request: StandardVideoRequest, credentials: Any) -> str:
+    async def submit(self, request: StandardVideoRequest, credentials: Any, **_: Any) -> str:
         raise AmbiguousSubmitError("replicate: the reply was lost (ReadTimeout)", provider=self.key)
 
-    async def find_submitted(self, request: Any, credentials: Any, *, since: Any) -> list[str]:
+    async def find_submitted(self, request: Any, credentials: Any, **_: Any) -> Any:
         raise AuthError(
             "replicate answered HTTP 401: bad token", provider=self.key, status_code=401
         )
@@ -139,8 +153,9 @@ async def test_a_failed_lookup_keeps_the_job_unknown_so_no_rerun_pays_again(scen
             session=session, user_id="ann", provider="replicate", credentials={"api_key": "k"}
         )
     ref = ledger.prepare_job(user_id="ann", provider="replicate", request=REQUEST)
-    with pytest.raises(AuthError):
+    with pytest.raises(AmbiguousSubmitError, match="asking replicate for it failed") as e:
         await submit.submit_job(_LookupRefused(), ref.job_id, Credentials({}), user_id="ann")  # type: ignore[arg-type]
+    assert isinstance(e.value.__cause__, AuthError)
     job, attempts = _job("replicate")
     assert job.status == JobStatus.UNKNOWN  # FAILED would make a re-run submit anew
     assert attempts == [("submit", "error"), ("lookup", "error")]

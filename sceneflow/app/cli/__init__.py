@@ -2,7 +2,7 @@
 
     sceneflow keys | creds | db | deployments     (groups, one module each)
     sceneflow generate | batch                    (run.py)
-    sceneflow status | cancel                     (jobs.py)
+    sceneflow status | cancel | jobs resubmit     (jobs.py)
     sceneflow providers | doctor                  (providers.py, doctor.py)
 
 This module only assembles the tree; it imports its parts and nothing imports it, so there is
@@ -68,6 +68,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(creds_app, name="creds")
 app.add_typer(db_app, name="db")
 app.add_typer(deployments_app, name="deployments")
+app.add_typer(jobs.jobs_app, name="jobs")
 app.command()(run.generate)
 app.command()(run.batch)
 app.command()(jobs.status)

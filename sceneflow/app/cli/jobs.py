@@ -1,4 +1,4 @@
-"""`sceneflow status | cancel`: one job, by SceneFlow's id or the provider's."""
+"""`sceneflow status | cancel | jobs resubmit`: one job, by SceneFlow's id or the provider's."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ from sceneflow.app.cli.console import console, handle_errors, unwrap
 from sceneflow.app.gateway import VideoGenerationGateway
 from sceneflow.db import session_scope
 from sceneflow.errors import NotFoundError
+from sceneflow.jobs import ledger
 
 JobArg = Annotated[str, typer.Argument(help="SceneFlow or provider job id.")]
+
+jobs_app = typer.Typer(help="Generation jobs, one at a time.", no_args_is_help=True)
 
 
 def _job_owner(job_id: str) -> tuple[str, str, str]:
@@ -53,3 +56,19 @@ def status(job_id: JobArg) -> None:
 def cancel(job_id: JobArg) -> None:
     """Cancel a job at its provider (where the provider can) and stop tracking it."""
     _act_on_job(job_id, "cancel_generation")
+
+
+@jobs_app.command("resubmit")
+@handle_errors
+def resubmit(
+    job_id: Annotated[str, typer.Argument(help="The UNKNOWN job's id (results.csv, job_id).")],
+) -> None:
+    """Send an UNKNOWN job again on its next run: its submit reply was lost and the provider
+    cannot be asked whether it created the job, so this may pay twice."""
+    _, _, our_id = _job_owner(job_id)
+    ledger.allow_resubmit(our_id, "sent again: asked for with `sceneflow jobs resubmit`")
+    console.print(
+        f"Job {our_id} will be sent again the next time its batch (or `sceneflow generate` with "
+        "the same request) runs. Check the provider's dashboard first: if it did create the job, "
+        "this pays for a second one."
+    )

@@ -100,9 +100,22 @@ def batch(
     user: UserOpt = "default",
     output: OutputOpt = "outputs",
     max_concurrency: Annotated[int, typer.Option(min=1, help="Jobs at once per provider")] = 4,
-    force: Annotated[bool, typer.Option(help="Generate every row anew")] = False,
+    batch_id: Annotated[
+        str | None,
+        typer.Option(help="The batch's identity (default: from the user and the CSV's path)"),
+    ] = None,
+    regenerate: Annotated[
+        list[str] | None,
+        typer.Option(help="Generate this row id anew even if it completed (paid again); repeat"),
+    ] = None,
+    resubmit_unknown: Annotated[
+        bool,
+        typer.Option(help="Send again the rows whose submit reply was lost (may pay twice)"),
+    ] = False,
 ) -> None:
-    """Generate a video for every row of a prompt CSV; results.csv goes beside the videos."""
+    """Generate a video for every row of a prompt CSV; results.csv goes beside the videos.
+
+    A re-run of the same CSV resumes it: completed rows are reused, never paid again."""
     require_provider(provider)
     source = str(Path(csv).resolve()) if "://" not in csv else csv
     # What can be checked before Prefect starts is checked here, without a flow-run traceback:
@@ -115,11 +128,20 @@ def batch(
         provider_check=_provider_check,
         capabilities_for=_capabilities,
     )
-    batch_id = batches.batch_id_for(source, user)
+    batch_id = batch_id or batches.batch_id_for(source, user)
 
     async def run() -> Any:
         flow = asyncio.create_task(
-            generate_batch(source, user, Provider(provider), output, max_concurrency, force)
+            generate_batch(
+                source,
+                user,
+                Provider(provider),
+                output,
+                max_concurrency,
+                batch_id=batch_id,
+                regenerate=regenerate,
+                resubmit_unknown=resubmit_unknown,
+            )
         )
         columns = (
             TextColumn("{task.description}"),
@@ -154,6 +176,6 @@ def batch(
     if len(summary.failures) > 20:
         console.print(f"  … and {len(summary.failures) - 20} more in results.csv")
     videos = summary.output_dir if "://" in output else str(Path(output).resolve())
-    console.print(f"Videos: {videos}\nResults: {summary.results_csv}")
+    console.print(f"Batch: {summary.batch_id}\nVideos: {videos}\nResults: {summary.results_csv}")
     if summary.failures:
         raise typer.Exit(1)

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner, Result
 
+import adapters
 from sceneflow import db, store
 from sceneflow.app import cli
 from sceneflow.app.cli import creds as creds_cli
@@ -187,8 +188,7 @@ def test_creds_set_with_a_bad_key_changes_nothing(env: dict[str, str | None], me
 def test_creds_set_for_an_unknown_provider_lists_the_known_ones() -> None:
     message = one_error_line(run("creds", "set", "alice", "sora", input=SECRET))
     assert message == (
-        "Unknown provider 'sora'. "
-        "Known providers: fal, local, luma, replicate, runway, veo, vertex."
+        f"Unknown provider 'sora'. Known providers: {', '.join(sorted(adapters.REGISTRY))}."
     )
     assert snapshot() == []
 

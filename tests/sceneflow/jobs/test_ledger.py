@@ -60,17 +60,17 @@ def test_an_unknown_submit_is_never_sent_again() -> None:
     assert ledger.mark_sending(job_id)[1] is False
 
 
-def test_giving_up_on_a_running_job_keeps_it_resumable() -> None:
+def test_settling_a_running_job_on_a_transient_error_keeps_it_resumable() -> None:
     job_id = _job(provider_job_id="task-1", status=JobStatus.PROCESSING.value)
-    ledger.give_up(job_id, TransientError("502", provider="runway"))
+    assert ledger.settle(job_id, TransientError("502", provider="runway"), "ann") == "PROCESSING"
     summary = ledger.summarize(job_id)
     assert summary.status is JobStatus.PROCESSING
-    assert summary.error and summary.error.startswith("gave up after retries")
+    assert summary.error == "stopped while the job ran (502); a re-run resumes it"
 
 
-def test_giving_up_before_the_provider_has_the_job_fails_it() -> None:
+def test_settling_a_bug_before_the_provider_has_the_job_fails_it() -> None:
     job_id = _job()
-    ledger.give_up(job_id, ValueError("boom"))
+    assert ledger.settle(job_id, ValueError("boom"), "ann") == "FAILED"
     summary = ledger.summarize(job_id)
     assert (summary.status, summary.error) == (JobStatus.FAILED, "ValueError: boom")
 

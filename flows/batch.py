@@ -91,12 +91,12 @@ async def generate_batch(
     progress = Progress(len(batch.rows) + len(batch.problems))
     await progress.start(batch_id, already_done=len(batch.problems))
 
-    def record(row: PromptRow, job: JobRef, duration: float | None) -> ResultRecord:
+    def record(row: PromptRow, job: JobRef, done: JobRef | None) -> ResultRecord:
         summary = finish_job(job.job_id, user_id=user_id, batch_id=batch_id, row_id=row.row_id)
-        return batches.row_record(row, summary, duration)
+        return batches.row_record(row, summary, done)
 
     async def run(row: PromptRow, job: JobRef) -> ResultRecord:
-        duration = None
+        done = None
         async with limits[row.provider]:
             try:
                 opened = credentials[row.provider]
@@ -111,11 +111,10 @@ async def generate_batch(
                     deadlines=deadlines[row.provider],
                     row_id=row.row_id,
                 )
-                duration = done.duration
             except SceneFlowError:
                 pass  # run_job has recorded what the error means for the row
         await progress.tick()
-        return record(row, job, duration)
+        return record(row, job, done)
 
     try:
         # return_exceptions: a bug hit by one row must not abandon the rows still running.
@@ -134,17 +133,15 @@ async def generate_batch(
             unexpected.append(outcome)
             outcome = record(row, job, None)
         records.append(outcome)
-    location = await write_results(records, output_dir, batch_id)
-    summary = batches.summarize_batch(
-        batch_id, records, results_csv=location, output_dir=output_dir
-    )
+    summary = await write_results(records, output_dir, batch_id)
     logger.info(
-        "batch %s: %d completed, %d failed, %d invalid; results in %s",
+        "batch %s: %d completed, %d failed, %d invalid; results in %s, gallery in %s",
         batch_id,
         summary.completed,
         summary.failed,
         summary.invalid,
-        location,
+        summary.results_csv,
+        summary.gallery,
     )
     if unexpected:
         raise unexpected[0]

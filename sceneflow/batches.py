@@ -7,12 +7,13 @@ from __future__ import annotations
 import hashlib
 import io
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel, field_validator
 
-from sceneflow.jobs.ledger import JobSummary
+from sceneflow.jobs.ledger import JobRef, JobSummary
 from sceneflow.models import JobStatus
 from sceneflow.prompts import PromptRow, RowProblem
 
@@ -25,6 +26,7 @@ __all__ = [
     "results_csv",
     "row_record",
     "summarize_batch",
+    "summary_markdown",
 ]
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -70,6 +72,7 @@ class BatchSummary(BaseModel):
     results_csv: str
     output_dir: str
     failures: list[str]
+    gallery: str | None = None
 
 
 def batch_id_for(csv_path: str, user_id: str) -> str:
@@ -95,7 +98,8 @@ def invalid_record(problem: RowProblem) -> ResultRecord:
     )
 
 
-def row_record(row: PromptRow, job: JobSummary, duration: float | None) -> ResultRecord:
+def row_record(row: PromptRow, job: JobSummary, done: JobRef | None = None) -> ResultRecord:
+    """The row's record; `done` is what this run's download returned (duration, poster)."""
     return ResultRecord(
         id=row.row_id,
         row_number=row.row_number,
@@ -105,7 +109,8 @@ def row_record(row: PromptRow, job: JobSummary, duration: float | None) -> Resul
         status=job.status.value,
         provider_job_id=job.provider_job_id,
         output_path=job.output_path,
-        duration=duration,
+        poster=done.poster if done else None,
+        duration=done.duration if done else None,
         error=job.error,
         warnings="; ".join(row.warnings),
         attempts=job.attempts,
@@ -117,7 +122,12 @@ def row_record(row: PromptRow, job: JobSummary, duration: float | None) -> Resul
 
 
 def summarize_batch(
-    batch_id: str, records: list[ResultRecord], *, results_csv: str, output_dir: str
+    batch_id: str,
+    records: list[ResultRecord],
+    *,
+    results_csv: str,
+    output_dir: str,
+    gallery: str | None = None,
 ) -> BatchSummary:
     """Counts and one line per row that did not complete, in row order."""
     ordered = sorted(records, key=lambda r: r.row_number)
@@ -134,7 +144,38 @@ def summarize_batch(
         results_csv=results_csv,
         output_dir=output_dir,
         failures=failures,
+        gallery=gallery,
     )
+
+
+def _link(location: str) -> str:
+    # A local file gets a file:// link and its path as text to copy: browsers often refuse
+    # file:// links from an http:// page such as the Prefect UI.
+    if "://" in location:
+        return f"[{location}]({location})"
+    return f"[{Path(location).name}]({Path(location).resolve().as_uri()}) (`{location}`)"
+
+
+def summary_markdown(summary: BatchSummary, records: list[ResultRecord]) -> str:
+    """The batch's summary for the Prefect UI: counts, cost per provider, links to the files."""
+    costs: dict[str, float] = {}
+    for r in records:
+        if r.cost is not None and r.provider:
+            costs[r.provider] = costs.get(r.provider, 0.0) + r.cost
+    lines = [
+        f"# Batch {summary.batch_id}",
+        "",
+        f"**{summary.completed}** completed, **{summary.failed}** failed, "
+        f"**{summary.invalid}** invalid, of {summary.total} rows.",
+        "",
+    ]
+    if costs:
+        spent = ", ".join(f"{k}: {v:,.4g}" for k, v in sorted(costs.items()))
+        lines += [f"Cost, in each provider's own units: {spent}.", ""]
+    if summary.gallery:
+        lines.append(f"- Gallery: {_link(summary.gallery)}")
+    lines.append(f"- Results: {_link(summary.results_csv)}")
+    return "\n".join(lines) + "\n"
 
 
 def results_csv(records: list[ResultRecord]) -> str:

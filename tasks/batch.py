@@ -7,14 +7,15 @@ from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.artifacts import (
+    acreate_markdown_artifact,
     acreate_progress_artifact,
     acreate_table_artifact,
     aupdate_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
 
-from sceneflow import batches, prompts, storage
-from sceneflow.batches import ResultRecord
+from sceneflow import batches, gallery, prompts, storage
+from sceneflow.batches import BatchSummary, ResultRecord
 from sceneflow.prompts import PromptBatch
 from tasks.generation import check_request
 
@@ -37,10 +38,17 @@ def read_prompts(csv_path: str, default_provider: str) -> PromptBatch:
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
-async def write_results(records: list[ResultRecord], output_dir: str, batch_id: str) -> str:
-    """Write results.csv beside the videos and a results table artifact."""
+async def write_results(
+    records: list[ResultRecord], output_dir: str, batch_id: str
+) -> BatchSummary:
+    """Write results.csv and the gallery (index.html) beside the videos, and the batch's
+    artifacts: a results table and a summary that links both files."""
     location = storage.write_text(
         f"{output_dir.rstrip('/')}/results.csv", batches.results_csv(records)
+    )
+    page = gallery.write_gallery(records, output_dir, title=f"Batch {batch_id}")
+    summary = batches.summarize_batch(
+        batch_id, records, results_csv=location, output_dir=output_dir, gallery=page
     )
     shown = {"id", "row_number", "provider", "status", "output_path", "error"}
     await acreate_table_artifact(
@@ -48,7 +56,12 @@ async def write_results(records: list[ResultRecord], output_dir: str, batch_id: 
         key=f"batch-{batch_id}-results",
         description=f"Results of batch {batch_id}; full detail in {location}",
     )
-    return location
+    await acreate_markdown_artifact(
+        markdown=batches.summary_markdown(summary, records),
+        key=f"batch-{batch_id}-summary",
+        description=f"Batch {batch_id}: the gallery and results.csv",
+    )
+    return summary
 
 
 class Progress:

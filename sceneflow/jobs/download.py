@@ -21,9 +21,12 @@ from sceneflow.jobs.ledger import (
 )
 from sceneflow.media import InvalidVideoError, probe_video, verify_video
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
+from sceneflow.posters import PosterError, poster_path, write_poster
 from sceneflow.providers import Credentials, VideoAdapter
 
 __all__ = ["download_job", "output_name"]
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
 def output_name(job_id: str, row_id: str | None) -> str:
@@ -48,7 +51,7 @@ async def download_job(
     user_id: str,
     output_dir: str,
     row_id: str | None = None,
-    logger: logging.Logger | logging.LoggerAdapter[Any] = log,
+    logger: Logger = log,
 ) -> JobRef:
     """Fetch the finished video, verify it in place, then mark the job COMPLETED. A job whose
     video is already saved is answered from the row."""
@@ -57,7 +60,12 @@ async def download_job(
     if job.status == JobStatus.COMPLETED and job.output_path and storage.exists(job.output_path):
         ref = job_ref(job)
         if not storage.is_remote(job.output_path):
-            ref.duration = probe_video(Path(job.output_path)).duration
+            video = Path(job.output_path)
+            ref.duration = probe_video(video).duration
+            ref.poster = _poster(video, logger, job_id)
+        else:
+            beside = job.output_path.removesuffix(".mp4") + ".jpg"
+            ref.poster = beside if storage.exists(beside) else None
         return ref
     request = StandardVideoRequest.model_validate_json(job.request_json)
     name = output_name(job_id, row_id)
@@ -73,8 +81,12 @@ async def download_job(
         )
         end_job(job_id, JobStatus.FAILED, error, user_id)
         raise error from e
+    poster = _poster(local, logger, job_id)
     final = storage.publish(local, output_dir, name)
+    if poster is not None and storage.is_remote(output_dir):
+        poster = storage.publish(Path(poster), output_dir, Path(poster).name)
     ref = complete_job(job_id, final)
+    ref.poster = poster
     logger.info(
         "job %s: saved %.1f s %dx%d video to %s",
         job_id,
@@ -85,3 +97,15 @@ async def download_job(
     )
     ref.duration = info.duration
     return ref
+
+
+def _poster(video: Path, logger: Logger, job_id: str) -> str | None:
+    """A still beside the video (kept if already there); a poster never fails a job."""
+    existing = poster_path(video)
+    if existing.is_file():
+        return str(existing.resolve())
+    try:
+        return str(write_poster(video).resolve())
+    except PosterError as e:
+        logger.warning("job %s: no poster: %s", job_id, e)
+        return None

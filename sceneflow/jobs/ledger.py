@@ -135,6 +135,7 @@ class JobRef(BaseModel):
     status: JobStatus
     provider_job_id: str | None = None
     output_path: str | None = None
+    poster: str | None = None
     duration: float | None = None
 
 

@@ -68,7 +68,14 @@ async def test_bad_rows_are_reported_and_good_rows_complete(tmp_path: Path):
     for row_id in "ace":
         assert by_id[row_id]["status"] == "COMPLETED"
         assert Path(by_id[row_id]["output_path"]).is_file()
+        # A poster from the downloaded file sits beside the video.
+        poster = Path(by_id[row_id]["poster"])
+        assert poster.parent == out and poster.suffix == ".jpg" and poster.stat().st_size > 0
     assert any("row 3: aspect_ratio" in f for f in summary.failures)
+    # The gallery beside results.csv has a card for every row, bad ones included.
+    assert summary.gallery == str(out / "index.html")
+    page = (out / "index.html").read_text()
+    assert page.count('<article class="card') == 5 and "aspect_ratio: must be one of" in page
     # CSV injection: the prompt cell never reaches results.csv as a live formula.
     assert all(not cell.startswith("=") for cell in results.to_numpy().ravel())
 

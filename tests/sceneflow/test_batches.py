@@ -15,7 +15,7 @@ from sceneflow.batches import (
     row_record,
     summarize_batch,
 )
-from sceneflow.jobs.ledger import JobSummary
+from sceneflow.jobs.ledger import JobRef, JobSummary
 from sceneflow.models import JobStatus, StandardVideoRequest
 from sceneflow.prompts import PromptRow, RowProblem
 from sceneflow.shards import Shard, merge_results
@@ -49,7 +49,17 @@ def test_a_batch_is_one_csv_of_one_user() -> None:
 
 def test_records_carry_the_row_and_the_job() -> None:
     row = PromptRow(row_number=2, row_id="kite", provider="runway", request=REQUEST, warnings=["w"])
-    record = row_record(row, _summary(JobStatus.COMPLETED), duration=5.0)
+    done = JobRef(
+        job_id="j1",
+        idempotency_key="k",
+        generation=0,
+        provider="runway",
+        status=JobStatus.COMPLETED,
+        duration=5.0,
+        poster="/out/kite.jpg",
+    )
+    record = row_record(row, _summary(JobStatus.COMPLETED), done)
+    assert (record.poster, record.prompt) == ("/out/kite.jpg", "A red kite")
     assert record.model_dump(
         include={"id", "status", "provider_job_id", "duration", "warnings"}
     ) == {

@@ -23,7 +23,19 @@ from flows.batch import generate_batch
 from sceneflow import db, store
 from sceneflow.media import probe_video, verify_video
 from sceneflow.settings import get_settings
-from tests.support.emulators import _base, fal, gemini, luma, replicate, runway, vertex
+from tests.support.emulators import (
+    _base,
+    fal,
+    gemini,
+    kling,
+    luma,
+    minimax,
+    replicate,
+    runway,
+    seedance,
+    vertex,
+    wan,
+)
 from tests.support.polling import fast_polling
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -36,7 +48,11 @@ KEYS = {
     "luma": "luma-MIXCANARY-8b3f21d7c6",
     "replicate": "r8_MIXCANARY_replicate_2f9a7b",
     "fal": "mixcanaryid42:mixcanarysecret9d8c7b6a",
+    "minimax": "mm-MIXCANARY-minimax-6c1e0b93",
+    "wan": "sk-MIXCANARYwan7f3e2a91",
+    "seedance": "ark-MIXCANARY-seedance-0d4c8e",
 }
+KLING_ACCESS, KLING_SECRET = "AKMIXCANARYkling42", "SKMIXCANARYklingsecret9f8e7d6c5b"
 SA_EMAIL = "mixer@sf-proj.iam.gserviceaccount.com"
 CSV = """id,provider,model,prompt,aspect_ratio,motion_intensity,duration,resolution,fps
 rw-1,runway,gen4.5,A lighthouse in a storm,16:9,5,5,720p,
@@ -47,8 +63,24 @@ rep-1,replicate,,A cat chasing a laser dot,1:1,7,5,,
 fal-1,fal,,Waves on a black sand beach,16:9,5,5,,
 fal-2,fal,fal-ai/veo3/fast,Hot air balloons over hills,9:16,4,4,720p,
 loc-1,local,,Orange desert dunes,16:9,3,1,160x90,12
+kl-1,kling,,A red panda in bamboo,16:9,5,5,720p,
+mm-1,minimax,,A paper boat on a stream,16:9,5,6,720p,
+wan-1,wan,,Lanterns over a river,16:9,5,5,720p,
+sd-1,seedance,,A fox in falling leaves,16:9,5,5,720p,
 """
-ROWS = {"runway": 1, "veo": 1, "vertex": 1, "luma": 1, "replicate": 1, "fal": 2, "local": 1}
+ROWS = {
+    "runway": 1,
+    "veo": 1,
+    "vertex": 1,
+    "luma": 1,
+    "replicate": 1,
+    "fal": 2,
+    "local": 1,
+    "kling": 1,
+    "minimax": 1,
+    "wan": 1,
+    "seedance": 1,
+}
 # Submit faults that must be retried without creating a second job: (provider, kind).
 SUBMIT_FAULTS = [
     ("runway", "429"),
@@ -57,6 +89,10 @@ SUBMIT_FAULTS = [
     ("luma", "503"),
     ("replicate", "429"),
     ("fal", "503"),
+    ("kling", "503"),
+    ("minimax", "429"),
+    ("wan", "503"),
+    ("seedance", "429"),
 ]
 
 
@@ -79,6 +115,18 @@ class Served:
     emulators: dict[str, _base.Emulator]
     urls: dict[str, str]
     signed_urls: list[str]
+    jwts: list[str]
+
+
+def _count_jwts(emu: kling.KlingEmulator, seen: list[str]) -> None:
+    """Keep every raw JWT the Kling adapter signs, so the scan can look for them."""
+    auth = emu._auth
+
+    def recording(request: Any) -> Any:
+        seen.append(request.headers.get("authorization", "").removeprefix("Bearer "))
+        return auth(request)
+
+    emu._auth = recording  # type: ignore[method-assign]
 
 
 def _count_signed(emu: runway.RunwayEmulator, seen: list[str]) -> None:
@@ -106,18 +154,26 @@ def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
         "luma": luma.LumaEmulator(api_key=KEYS["luma"], latency=0.2),
         "replicate": rep,
         "fal": fal.FalEmulator(api_key=KEYS["fal"], latency=0.2),
+        "kling": kling.KlingEmulator(keys={KLING_ACCESS: KLING_SECRET}, latency=0.2),
+        "minimax": minimax.MiniMaxEmulator(api_key=KEYS["minimax"], latency=0.2),
+        "wan": wan.WanEmulator(api_key=KEYS["wan"], latency=0.2),
+        "seedance": seedance.SeedanceEmulator(api_key=KEYS["seedance"], latency=0.2),
     }
     apps = {key: getattr(emu, "app", None) for key, emu in emulators.items()}
     apps["replicate"] = replicate.create_app(rep, token=KEYS["replicate"])
     signed: list[str] = []
     _count_signed(emulators["runway"], signed)  # type: ignore[arg-type]
+    jwts: list[str] = []
+    _count_jwts(emulators["kling"], jwts)  # type: ignore[arg-type]
     with contextlib.ExitStack() as stack:
         urls = {key: stack.enter_context(_base.serve(app)) for key, app in apps.items()}
         for key, url in urls.items():
-            suffix = luma.PREFIX if key == "luma" else ""
+            suffix = {"luma": luma.PREFIX, "wan": wan.PREFIX, "seedance": seedance.PREFIX}.get(
+                key, ""
+            )
             monkeypatch.setenv(f"SCENEFLOW_BASE_URLS__{key.upper()}", url + suffix)
         get_settings.cache_clear()
-        yield Served(emulators, urls, signed)
+        yield Served(emulators, urls, signed, jwts)
     get_settings.cache_clear()
 
 
@@ -133,6 +189,7 @@ def _store_credentials(urls: dict[str, str]) -> dict[str, dict[str, Any]]:
     }
     stored: dict[str, dict[str, Any]] = {k: {"api_key": v} for k, v in KEYS.items()}
     stored["vertex"] = {"service_account": account, "project": "sf-proj", "location": "us-central1"}
+    stored["kling"] = {"access_key": KLING_ACCESS, "secret_key": KLING_SECRET}
     with db.session_scope() as session:
         for provider, credentials in stored.items():
             store.put_credentials(
@@ -164,7 +221,8 @@ async def test_a_csv_mixing_every_provider_completes_each_row_exactly_once(
 
     summary = await generate_batch(str(source), USER, output_dir=str(out))
 
-    assert (summary.completed, summary.failed, summary.invalid) == (8, 0, 0), summary.failures
+    total = sum(ROWS.values())
+    assert (summary.completed, summary.failed, summary.invalid) == (total, 0, 0), summary.failures
     assert summary.results_csv == str(out / "results.csv")
     results = _results(out)
     assert list(results) == [line.split(",")[0] for line in CSV.splitlines()[1:]]
@@ -193,7 +251,7 @@ async def test_a_csv_mixing_every_provider_completes_each_row_exactly_once(
 
     # The same CSV again is answered from the job table and Prefect's cache: nobody is paid.
     again = await generate_batch(str(source), USER, output_dir=str(out))
-    assert again.completed == 8 and again.failures == []
+    assert again.completed == total and again.failures == []
     assert {k: e.submissions for k, e in served.emulators.items()} == {
         k: n for k, n in ROWS.items() if k != "local"
     }
@@ -226,8 +284,11 @@ def _forms(secret: str) -> list[bytes]:
 
 def _needles(stored: dict[str, dict[str, Any]], served: Served) -> dict[bytes, str]:
     secrets: dict[str, str] = {
-        f"{p} api_key": c["api_key"] for p, c in stored.items() if p != "vertex"
+        f"{p} api_key": c["api_key"] for p, c in stored.items() if "api_key" in c
     }
+    secrets["kling secret key"] = KLING_SECRET
+    assert served.jwts, "the Kling adapter signed no JWT"
+    secrets |= {f"kling JWT {n}": token for n, token in enumerate(served.jwts)}
     # A line from the middle of the PEM matches the key in raw and in JSON-escaped form.
     for n, line in enumerate(PRIVATE_KEY.splitlines()[2:-2:5]):
         secrets[f"vertex private key line {n}"] = line

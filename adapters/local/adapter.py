@@ -128,7 +128,7 @@ class LocalAdapter:
         reference: str | None = None,
     ) -> str:
         self.validate(request)
-        job = job_store.create(request)
+        job = job_store.create(request, reference)
         render_pool.POOL.schedule(job)
         return job.name
 
@@ -182,13 +182,15 @@ class LocalAdapter:
         if destination.is_dir():
             destination = destination / f"{provider_job_id}.mp4"
         destination.parent.mkdir(parents=True, exist_ok=True)
-        partial = destination.with_name(destination.name + ".part")
-        partial.unlink(missing_ok=True)
+        destination.unlink(missing_ok=True)
         try:
-            os.link(source, partial)  # same filesystem: no second copy of the bytes
+            # Same filesystem: no second copy of the bytes, and a link appears whole or not at
+            # all, so a crash leaves no partial file behind.
+            os.link(source, destination)
         except OSError:
+            partial = destination.with_name(destination.name + ".part")
             shutil.copyfile(source, partial)
-        os.replace(partial, destination)
+            os.replace(partial, destination)
         return destination
 
     async def test_connection(self, credentials: Credentials) -> None:
@@ -208,7 +210,12 @@ class LocalAdapter:
         since: datetime,
         reference: str | None = None,
     ) -> Lookup | None:
-        return None  # a local submit is a folder written in-process: its reply is never lost
+        """The job folder made for `reference`. A local submit's reply is lost only when the
+        process dies between making the folder and recording its id; the folders on disk are
+        the whole truth, so the search is always complete."""
+        if not reference:
+            return None
+        return Lookup(job_ids=job_store.find_by_reference(reference), complete=True)
 
 
 def _outcome(provider_job_id: str, job: Path, final: dict[str, Any]) -> StandardVideoResult:

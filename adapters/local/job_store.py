@@ -45,12 +45,29 @@ def jobs_dir() -> Path:
     return get_settings().home / "local" / "jobs"
 
 
-def create(request: StandardVideoRequest) -> Path:
-    """A new job folder holding the request."""
-    job = jobs_dir() / f"loc_{uuid.uuid4().hex}"
-    job.mkdir(parents=True)
-    (job / "request.json").write_text(request.model_dump_json())
+def create(request: StandardVideoRequest, reference: str | None = None) -> Path:
+    """A new job folder holding the request and the caller's reference for the send. It is
+    built under a temporary name and renamed into place, so a job either exists whole or not
+    at all, and `find_by_reference` can trust what it sees."""
+    name = f"loc_{uuid.uuid4().hex}"
+    building = jobs_dir() / f".{name}"
+    building.mkdir(parents=True)
+    (building / "request.json").write_text(request.model_dump_json())
+    if reference:
+        (building / "reference.txt").write_text(reference)
+    job = jobs_dir() / name
+    os.rename(building, job)
     return job
+
+
+def find_by_reference(reference: str) -> list[str]:
+    """Ids of the jobs created for `reference`, newest first."""
+    found = []
+    for job in jobs_dir().glob("loc_*"):
+        mark = job / "reference.txt"
+        if mark.is_file() and mark.read_text() == reference:
+            found.append((mark.stat().st_mtime, job.name))
+    return [name for _, name in sorted(found, reverse=True)]
 
 
 def find(provider_job_id: str) -> Path:

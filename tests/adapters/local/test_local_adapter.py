@@ -11,6 +11,7 @@ import json
 import struct
 import time
 import zlib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from adapters.local.adapter import LocalAdapter
 from adapters.local.job_store import jobs_dir
 from sceneflow.errors import NotFoundError, ProviderError, RequestValidationError
 from sceneflow.models import TERMINAL_STATUSES, JobStatus, StandardVideoRequest
-from sceneflow.providers import Credentials, VideoAdapter
+from sceneflow.providers import Credentials, Lookup, VideoAdapter
 
 NO_CREDS = Credentials({})
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,3 +184,27 @@ async def test_submit_validates_first() -> None:
     with pytest.raises(RequestValidationError, match="resolution: 4k"):
         await LocalAdapter().submit(req(resolution="4k"), NO_CREDS)
     assert not jobs_dir().exists() or not any(jobs_dir().iterdir())
+
+
+async def test_a_lost_local_submit_is_found_by_its_reference_and_the_search_is_complete() -> None:
+    adapter = LocalAdapter()
+    job_id = await adapter.submit(req(), NO_CREDS, reference="sf-job1-0-1")
+    await adapter.submit(req(), NO_CREDS, reference="sf-job2-0-1")
+    since = datetime.now(UTC) - timedelta(minutes=5)
+    found = await adapter.find_submitted(req(), NO_CREDS, since=since, reference="sf-job1-0-1")
+    assert found == Lookup(job_ids=[job_id], complete=True)
+    nothing = await adapter.find_submitted(req(), NO_CREDS, since=since, reference="sf-job3-0-1")
+    assert nothing == Lookup(job_ids=[], complete=True)
+    await wait(adapter, job_id)
+
+
+async def test_a_download_is_one_hard_link_with_no_partial_file(tmp_path: Path) -> None:
+    adapter = LocalAdapter()
+    job_id = await adapter.submit(req(), NO_CREDS)
+    result = await wait(adapter, job_id)
+    target = tmp_path / "out" / "a.mp4"
+    target.parent.mkdir()
+    target.write_bytes(b"an older, broken download")
+    await adapter.download(result, NO_CREDS, target)
+    assert target.stat().st_ino == (jobs_dir() / job_id / "output.mp4").stat().st_ino
+    assert [p.name for p in target.parent.iterdir()] == ["a.mp4"]

@@ -24,6 +24,7 @@ class Script:
     transient_status_failures: int = 0
     auth_fails: bool = False
     never_finishes: bool = False
+    provider_fails: bool = False
     polls_to_finish: int = 2
     submits: list[str] = field(default_factory=list)
     status_calls: int = 0
@@ -93,6 +94,10 @@ class ScriptedAdapter:
         if job_id in self.script.cancels:
             return StandardVideoResult(status=JobStatus.CANCELLED, provider_job_id=job_id)
         polls = self.polls[job_id] = self.polls.get(job_id, 0) + 1
+        if self.script.provider_fails and polls >= self.script.polls_to_finish:
+            return StandardVideoResult(
+                status=JobStatus.FAILED, provider_job_id=job_id, error_message="the model crashed"
+            )
         if self.script.never_finishes or polls < self.script.polls_to_finish:
             return StandardVideoResult(
                 status=JobStatus.PROCESSING, provider_job_id=job_id, progress=50

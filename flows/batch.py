@@ -8,18 +8,21 @@ from prefect import flow, get_run_logger
 
 from adapters import Provider, get_adapter
 from flows.steps import run_job
-from sceneflow import batches
+from sceneflow import batches, storage
 from sceneflow.batches import BatchSummary, ResultRecord
 from sceneflow.errors import SceneFlowError
 from sceneflow.jobs import ledger
 from sceneflow.jobs.ledger import JobRef
 from sceneflow.jobs.poll import deadlines_for
 from sceneflow.models import JobStatus
-from sceneflow.prompts import PromptRow
+from sceneflow.prompts import PromptBatch, PromptRow
 from sceneflow.providers import Credentials
 from tasks.batch import Progress, read_prompts, write_results
 from tasks.credentials import load_credentials
 from tasks.record import finish_job
+
+# After an interrupt the artifacts are worth a few seconds, not the user's wait on a dead API.
+ARTIFACTS_SECONDS = 10.0
 
 
 @flow(name="generate-batch", flow_run_name="generate-batch[{provider}]")
@@ -95,9 +98,12 @@ async def generate_batch(
         summary = finish_job(job.job_id, user_id=user_id, batch_id=batch_id, row_id=row.row_id)
         return batches.row_record(row, summary, done)
 
+    started: set[str] = set()
+
     async def run(row: PromptRow, job: JobRef) -> ResultRecord:
         done = None
         async with limits[row.provider]:
+            started.add(job.job_id)
             try:
                 opened = credentials[row.provider]
                 if isinstance(opened, SceneFlowError):
@@ -116,23 +122,29 @@ async def generate_batch(
         await progress.tick()
         return record(row, job, done)
 
+    running = [asyncio.ensure_future(run(r, j)) for r, j in zip(batch.rows, refs, strict=True)]
     try:
         # return_exceptions: a bug hit by one row must not abandon the rows still running.
-        outcomes = await asyncio.gather(
-            *(run(r, j) for r, j in zip(batch.rows, refs, strict=True)), return_exceptions=True
-        )
+        await asyncio.gather(*running, return_exceptions=True)
+    except asyncio.CancelledError:
+        # Ctrl-C in the CLI cancels this flow's task. gather has cancelled every row still
+        # waiting or running and returned once each had settled its job in the ledger.
+        await _interrupted(batch, refs, running, started, output_dir, batch_id)
+        raise
     finally:
         for adapter in adapters.values():
             await adapter.aclose()
     await progress.tick(final=True)
     records = [batches.invalid_record(p) for p in batch.problems]
     unexpected: list[BaseException] = []
-    for row, job, outcome in zip(batch.rows, refs, outcomes, strict=True):
-        if isinstance(outcome, BaseException):
-            logger.error("row %d hit an unexpected error", row.row_number, exc_info=outcome)
-            unexpected.append(outcome)
-            outcome = record(row, job, None)
-        records.append(outcome)
+    for row, job, outcome in zip(batch.rows, refs, running, strict=True):
+        error = asyncio.CancelledError() if outcome.cancelled() else outcome.exception()
+        if error is not None:
+            logger.error("row %d hit an unexpected error", row.row_number, exc_info=error)
+            unexpected.append(error)
+            records.append(record(row, job, None))
+        else:
+            records.append(outcome.result())
     summary = await write_results(records, output_dir, batch_id)
     logger.info(
         "batch %s: %d completed, %d failed, %d invalid; results in %s, gallery in %s",
@@ -146,3 +158,39 @@ async def generate_batch(
     if unexpected:
         raise unexpected[0]
     return summary
+
+
+async def _interrupted(
+    batch: PromptBatch,
+    refs: list[JobRef],
+    rows: list[asyncio.Task[ResultRecord]],
+    started: set[str],
+    output_dir: str,
+    batch_id: str,
+) -> None:
+    """Record every row of an interrupted batch, from the ledger, in results.csv.
+
+    A row that finished keeps its record; one that was in flight keeps its status and job ids
+    (its error says a re-run resumes it); one that never started says so. results.csv is
+    written first, then the artifacts and the gallery, if the API still answers in time."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()  # the bookkeeping below must not be cancelled by the same request
+    records = [batches.invalid_record(p) for p in batch.problems]
+    for row, job, outcome in zip(batch.rows, refs, rows, strict=True):
+        if outcome.done() and not outcome.cancelled() and outcome.exception() is None:
+            records.append(outcome.result())
+            continue
+        record = batches.row_record(row, ledger.summarize(job.job_id))
+        if job.job_id not in started and record.status != JobStatus.COMPLETED:
+            record = record.model_copy(
+                update={"error": "not started: the batch was interrupted; a re-run runs it"}
+            )
+        records.append(record)
+    storage.write_text(f"{output_dir.rstrip('/')}/results.csv", batches.results_csv(records))
+    try:
+        await asyncio.wait_for(write_results(records, output_dir, batch_id), ARTIFACTS_SECONDS)
+    except Exception as e:  # results.csv is written; the rest may fail
+        get_run_logger().warning(
+            "batch %s: artifacts not written after an interrupt: %s", batch_id, e
+        )

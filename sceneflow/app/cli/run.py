@@ -1,10 +1,24 @@
-"""`sceneflow generate | batch`: the commands that run generations through the Prefect flows."""
+"""`sceneflow generate | batch`: the commands that run generations through the Prefect flows.
+
+Both say what they are doing from the start (validating, starting Prefect's local API,
+submitting, waiting on the provider) and stop like a command line tool: the first Ctrl-C sends
+no new job, keeps the jobs in flight for a re-run to resume (results.csv says which) and exits
+130 within seconds; a second one exits at once. Without PREFECT_API_URL they run on a local
+Prefect API of their own (`sceneflow.app.local_api`) that a terminal's Ctrl-C cannot reach,
+and that is stopped when they end.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -15,11 +29,21 @@ from adapters import Provider
 from flows.batch import generate_batch
 from flows.generate import generate_video
 from sceneflow import batches, preflight, store
+from sceneflow.app import local_api
 from sceneflow.app.cli.console import console, handle_errors, require_provider
 from sceneflow.db import session_scope
 from sceneflow.errors import RequestValidationError
-from sceneflow.models import TERMINAL_STATUSES, StandardVideoRequest, format_validation_error
+from sceneflow.models import (
+    TERMINAL_STATUSES,
+    JobStatus,
+    StandardVideoRequest,
+    format_validation_error,
+)
 from sceneflow.providers import Capabilities
+
+T = TypeVar("T")
+INTERRUPTED = 130  # what a shell reports for a command stopped by Ctrl-C (128 + SIGINT)
+IN_FLIGHT = frozenset({JobStatus.SUBMITTING, JobStatus.PROCESSING, JobStatus.GENERATED})
 
 ProviderOpt = Annotated[str, typer.Option("--provider", "-p", help="Provider key.")]
 UserOpt = Annotated[str, typer.Option("--user", "-u", help="Whose stored credentials to use.")]
@@ -32,6 +56,79 @@ def _provider_check(provider: str, request: StandardVideoRequest) -> list[str]:
 
 def _capabilities(provider: str) -> Capabilities:
     return adapters.get_adapter(provider).capabilities()
+
+
+class _Interrupted(Exception):
+    """The first Ctrl-C stopped the flow; what it kept is in the ledger."""
+
+
+@contextlib.contextmanager
+def _prefect_api() -> Iterator[local_api.LocalApi | None]:
+    """The configured Prefect API, or a local one for the length of the command."""
+    if local_api.configured_api_url():
+        yield None
+        return
+    console.print("Starting Prefect's local API…")
+    console.print(
+        "[dim]Tip: with a Prefect server already running (`make serve`, then "
+        "PREFECT_API_URL=http://127.0.0.1:4200/api) commands start in about a second.[/]"
+    )
+    began = time.monotonic()
+    with local_api.running(say=console.print) as api:
+        console.print(f"Prefect's local API is up ({time.monotonic() - began:.1f} s).")
+        yield api
+
+
+def _exit_now(api: local_api.LocalApi | None) -> None:
+    """The second Ctrl-C: stop the local API and leave at once. Jobs in flight keep their
+    claims and ids; a re-run takes them over as it does after a crash."""
+    if api is not None:
+        local_api.kill_now(api)
+    console.print("[red]Stopped at once.[/] A re-run resumes the jobs that were in flight.")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(INTERRUPTED)
+
+
+async def _until_done(
+    start: Callable[[], Awaitable[T]],
+    api: local_api.LocalApi | None,
+    *,
+    tick: Callable[[], None] | None = None,
+) -> T:
+    """Run the flow; the first Ctrl-C (or SIGTERM) cancels it, which lets each job settle in
+    the ledger, and the second exits at once."""
+    flow = asyncio.ensure_future(start())
+    loop = asyncio.get_running_loop()
+    presses = 0
+
+    def interrupt() -> None:
+        nonlocal presses
+        presses += 1
+        if presses > 1:
+            _exit_now(api)
+        console.print(
+            "[yellow]Interrupted:[/] no new job is sent; the jobs in flight are kept for a "
+            "re-run to resume. Ctrl-C again to quit at once."
+        )
+        flow.cancel()
+
+    watched = (signal.SIGINT, signal.SIGTERM)
+    for sig in watched:
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            loop.add_signal_handler(sig, interrupt)  # the main thread only
+    try:
+        while not flow.done():
+            await asyncio.wait({flow}, timeout=0.5)
+            if tick is not None:
+                tick()
+    finally:
+        for sig in watched:
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+                loop.remove_signal_handler(sig)
+    if presses and (flow.cancelled() or isinstance(flow.exception(), asyncio.CancelledError)):
+        raise _Interrupted
+    return flow.result()
 
 
 @handle_errors
@@ -86,8 +183,22 @@ def generate(
         capabilities_for=_capabilities,
     )
 
-    with console.status(f"Generating with {provider}…"):
-        result = asyncio.run(generate_video(user, Provider(provider), request, output, force))
+    try:
+        with _prefect_api() as api:
+            console.print(f"Submitting to {provider}…")
+            with console.status(f"Waiting on {provider}…"):
+                result = asyncio.run(
+                    _until_done(
+                        lambda: generate_video(user, Provider(provider), request, output, force),
+                        api,
+                    )
+                )
+    except (_Interrupted, KeyboardInterrupt):
+        console.print(
+            "[yellow]Interrupted.[/] The job is kept: the same command resumes it without "
+            "paying again."
+        )
+        raise typer.Exit(INTERRUPTED) from None
     console.print(f"[green]Done:[/] {result.output_path}")
     for warning in result.provider_details.get("warnings", []):
         console.print(f"[yellow]Note:[/] {warning}")
@@ -120,7 +231,8 @@ def batch(
     source = str(Path(csv).resolve()) if "://" not in csv else csv
     # What can be checked before Prefect starts is checked here, without a flow-run traceback:
     # the settings, the whole CSV (every row) and the credentials of every provider it uses.
-    preflight.check_batch(
+    console.print(f"Validating the rows of {Path(source).name if '://' not in source else source}…")
+    checked = preflight.check_batch(
         source,
         output_dir=output,
         default_provider=provider,
@@ -128,44 +240,53 @@ def batch(
         provider_check=_provider_check,
         capabilities_for=_capabilities,
     )
+    rows = len(checked.rows) + len(checked.problems)
+    console.print(f"{rows} rows: {len(checked.rows)} valid, {len(checked.problems)} invalid.")
     batch_id = batch_id or batches.batch_id_for(source, user)
+    waiting = f"Waiting on {', '.join(sorted({row.provider for row in checked.rows})) or provider}…"
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    try:
+        with _prefect_api() as api:
+            console.print(f"Submitting {len(checked.rows)} rows…")
+            with Progress(*columns, console=console, transient=True) as bar:
+                task = bar.add_task("Starting the flow run…", total=None)
 
-    async def run() -> Any:
-        flow = asyncio.create_task(
-            generate_batch(
-                source,
-                user,
-                Provider(provider),
-                output,
-                max_concurrency,
-                batch_id=batch_id,
-                regenerate=regenerate,
-                resubmit_unknown=resubmit_unknown,
-            )
-        )
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task("Starting Prefect…", total=None)
-            while not flow.done():
-                await asyncio.wait({flow}, timeout=0.5)
-                with session_scope() as session:
-                    rows = store.jobs_for_batch(session=session, batch_id=batch_id)
-                    done = sum(r.status in TERMINAL_STATUSES for r in rows)
-                if rows:
-                    bar.update(
-                        task,
-                        description="Rendering" if provider == "local" else "Generating",
-                        total=len(rows),
-                        completed=done,
+                def tick() -> None:
+                    with session_scope() as session:
+                        jobs = store.jobs_for_batch(session=session, batch_id=batch_id)
+                    if jobs:
+                        sending = not any(j.status in IN_FLIGHT for j in jobs)
+                        bar.update(
+                            task,
+                            description="Submitting…" if sending else waiting,
+                            total=len(jobs),
+                            completed=sum(j.status in TERMINAL_STATUSES for j in jobs),
+                        )
+
+                summary = asyncio.run(
+                    _until_done(
+                        lambda: generate_batch(
+                            source,
+                            user,
+                            Provider(provider),
+                            output,
+                            max_concurrency,
+                            batch_id=batch_id,
+                            regenerate=regenerate,
+                            resubmit_unknown=resubmit_unknown,
+                        ),
+                        api,
+                        tick=tick,
                     )
-        return flow.result()
-
-    summary = asyncio.run(run())
+                )
+    except (_Interrupted, KeyboardInterrupt):
+        _report_interrupt(batch_id, output)
+        raise typer.Exit(INTERRUPTED) from None
     style = "green" if not summary.failures else "red"
     console.print(
         f"[{style}]{summary.completed} of {summary.total} rows completed, "
@@ -179,3 +300,19 @@ def batch(
     console.print(f"Batch: {summary.batch_id}\nVideos: {videos}\nResults: {summary.results_csv}")
     if summary.failures:
         raise typer.Exit(1)
+
+
+def _report_interrupt(batch_id: str, output: str) -> None:
+    with session_scope() as session:
+        jobs = store.jobs_for_batch(session=session, batch_id=batch_id)
+    completed = sum(j.status == JobStatus.COMPLETED for j in jobs)
+    kept = sum(j.status in IN_FLIGHT for j in jobs)
+    console.print(
+        f"[yellow]Interrupted:[/] {completed} of {len(jobs)} rows completed, {kept} in flight "
+        "kept. The same command resumes the batch; no completed or sent row is paid again."
+    )
+    results = f"{output.rstrip('/')}/results.csv"
+    if "://" in output:
+        console.print(f"Results: {results}")
+    elif Path(results).is_file():
+        console.print(f"Results: {Path(results).resolve()}")

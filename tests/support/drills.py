@@ -56,9 +56,10 @@ REMOTE = (
     "wan",
     "seedance",
 )
-# Providers SceneFlow can ask which jobs a lost submit created (find_submitted answers).
-ASKABLE = frozenset({"replicate", "luma", "kling", "wan", "seedance"})
-UNASKABLE = frozenset({"runway", "veo", "vertex", "fal", "minimax", "local"})
+# Providers SceneFlow can ask which jobs a lost submit created (find_submitted answers); the
+# local provider finds its job folder by the send's reference.
+ASKABLE = frozenset({"replicate", "luma", "kling", "wan", "seedance", "local"})
+UNASKABLE = frozenset({"runway", "veo", "vertex", "fal", "minimax"})
 RESUBMIT_HINT = "sceneflow jobs resubmit"
 
 # Distinctive fake credentials: the secret scan looks for each one byte for byte.

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: demo test bench lint serve clean
+.PHONY: demo test drills bench lint serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ demo: $(VENV)/.installed  ## Render the example prompts with the built-in local 
 
 test: $(VENV)/.installed-dev  ## Run the test suite (PostgreSQL variants need SCENEFLOW_TEST_POSTGRES_URL)
 	$(BIN)/pytest -q
+
+drills: $(VENV)/.installed-dev  ## Fault, crash and concurrency drills at full size (minutes)
+	SCENEFLOW_DRILLS=full $(BIN)/pytest -q tests/drills
 
 bench: $(VENV)/.installed-dev  ## Speed benchmarks, as ratios against in-run baselines
 	$(BIN)/python -m bench

@@ -19,7 +19,7 @@ from adapters import Provider
 from flows.generate import generate_video
 from sceneflow import credentials, store
 from sceneflow.db import session_scope
-from sceneflow.errors import NotFoundError, ProviderError, SceneFlowError
+from sceneflow.errors import ConfigError, NotFoundError, ProviderError, SceneFlowError
 from sceneflow.jobs import download, ledger, submit
 from sceneflow.models import GatewayResponse, JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.providers import Capabilities, Credentials, VideoAdapter
@@ -121,9 +121,11 @@ class VideoGenerationGateway:
         job = ledger.find_owned_job(user_id, provider, job_id)
         if ledger.video_in_place(job.id) or not job.provider_job_id:
             return _from_row(job)
-        adapter = self.get_adapter(provider)
         owner = ledger.run_owner()
-        await ledger.hold(job.id, owner)
+        if ledger.claim(job.id, owner) is not None:
+            # A run is working on the job (polling it, fetching it): its row is the answer.
+            return _from_row(job)
+        adapter = self.get_adapter(provider)
         try:
             opened = credentials.open_credentials(user_id, adapter.capabilities())
             result = await adapter.status(job.provider_job_id, opened)
@@ -154,6 +156,12 @@ class VideoGenerationGateway:
             raise NotFoundError(
                 f"Job {job.id} is already {job.status}; there is nothing to cancel."
             )
+        owner = ledger.run_owner()
+        if holder := ledger.claim(job.id, owner):
+            raise ConfigError(
+                f"Job {job.id} is being run by {holder}; stop that run first (Ctrl-C stops a "
+                "batch and keeps its jobs), then cancel the job."
+            )
         adapter = self.get_adapter(provider)
         note = "the provider has no cancel call; SceneFlow stopped tracking the job"
         try:
@@ -162,9 +170,10 @@ class VideoGenerationGateway:
                 opened = credentials.open_credentials(user_id, caps)
                 await adapter.cancel(job.provider_job_id, opened)
                 note = "cancel sent to the provider"
+            return _from_row(ledger.cancel_job(job.id, note))
         finally:
+            ledger.release(job.id, owner)
             await adapter.aclose()
-        return _from_row(ledger.cancel_job(job.id, note))
 
     async def get_available_providers(self, user_id: str) -> GatewayResponse[list[dict[str, Any]]]:
         """Providers this user can use now: keyless ones, and those with credentials not

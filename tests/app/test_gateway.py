@@ -17,6 +17,7 @@ from adapters.runway import RunwayAdapter
 from sceneflow import db, store
 from sceneflow.app.gateway import VideoGenerationGateway
 from sceneflow.errors import UnknownProviderError
+from sceneflow.jobs import ledger
 from sceneflow.media import verify_video
 from sceneflow.models import TERMINAL_STATUSES, JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.settings import get_settings
@@ -304,3 +305,26 @@ async def test_a_finished_job_cannot_be_cancelled(runway: runway_emulator.Runway
     assert (response.success, response.error) == (False, "NotFoundError")
     assert response.message == f"Job {job_id} is already COMPLETED; there is nothing to cancel."
     assert [job.cancelled for job in runway.jobs.values()] == [False]
+
+
+async def test_a_job_another_run_is_working_on_is_answered_from_its_row_and_not_cancelled(
+    runway: runway_emulator.RunwayEmulator,
+) -> None:
+    triggered = await gateway.trigger_generation(USER, REQUESTS["runway"], "runway")
+    assert triggered.data is not None
+    job_id = triggered.data.provider_details["job_id"]
+    other = "another-host:4242:batchrun"  # a live run elsewhere: its claim is not taken over
+    assert ledger.claim(job_id, other) is None
+    polled = len(runway.recorded)
+    status = await gateway.check_generation_status(USER, "runway", job_id)
+    assert status.success and status.data is not None
+    assert status.data.status == JobStatus.QUEUED and len(runway.recorded) == polled
+    refused = await gateway.cancel_generation(USER, "runway", job_id)
+    assert (refused.success, refused.error) == (False, "ConfigError")
+    assert refused.message == (
+        f"Job {job_id} is being run by {other}; stop that run first (Ctrl-C stops a batch and "
+        "keeps its jobs), then cancel the job."
+    )
+    assert [job.cancelled for job in runway.jobs.values()] == [False]
+    ledger.release(job_id, other)
+    assert (await gateway.cancel_generation(USER, "runway", job_id)).success

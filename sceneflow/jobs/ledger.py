@@ -557,7 +557,10 @@ def settle(job_id: str, error: BaseException, user_id: str) -> JobStatus:
         if interrupted:
             store.update_job(session=session, job_id=job_id, error=reason)
             return here
-        if isinstance(error, AmbiguousSubmitError):
+        if isinstance(error, AmbiguousSubmitError) or (
+            here == S.SUBMITTING and not isinstance(error, SceneFlowError)
+        ):
+            # A bug while the send was out proves nothing about whether it arrived.
             to = S.UNKNOWN
         elif isinstance(error, GenerationTimeoutError):
             to = S.TIMED_OUT

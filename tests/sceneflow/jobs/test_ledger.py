@@ -86,3 +86,36 @@ def test_a_rejected_key_ends_the_job_and_marks_the_key_invalid() -> None:
         config = store.get_config(session=session, user_id="ann", provider="runway")
         assert config is not None and config.is_valid is False
     assert ledger.summarize(job_id).finished_at is not None
+
+
+def test_a_bug_while_the_send_is_out_leaves_the_job_unknown_never_failed() -> None:
+    job_id = _job()
+    ledger.mark_sending(job_id)
+    assert ledger.settle(job_id, KeyError("id"), "ann") == "UNKNOWN"
+
+
+def test_an_interrupted_send_stays_submitting_so_the_next_run_looks_it_up() -> None:
+    import asyncio
+
+    job_id = _job()
+    ledger.mark_sending(job_id)
+    assert ledger.settle(job_id, asyncio.CancelledError(), "ann") == "SUBMITTING"
+    assert ledger.summarize(job_id).error == "interrupted; a re-run resumes it"
+
+
+def test_an_illegal_move_is_a_bug() -> None:
+    job_id = _job()
+    with pytest.raises(ledger.IllegalTransition, match="QUEUED -> COMPLETED is not a legal move"):
+        ledger.complete_job(job_id, "/out/a.mp4")
+
+
+def test_only_one_run_holds_a_job_and_a_dead_local_run_is_taken_over() -> None:
+    job_id = _job()
+    assert ledger.claim(job_id, "elsewhere:1:a") is None
+    assert ledger.claim(job_id, "elsewhere:2:b") == "elsewhere:1:a"
+    ledger.release(job_id, "elsewhere:1:a")
+    import socket
+
+    dead = f"{socket.gethostname()}:999999999:c"  # no such pid on this machine
+    assert ledger.claim(job_id, dead) is None
+    assert ledger.claim(job_id, ledger.run_owner()) is None

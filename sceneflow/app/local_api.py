@@ -243,10 +243,12 @@ def start(timeout: float | None = None) -> tuple[LocalApi, subprocess.Popen[byte
         except BaseException:
             stop(api, popen)
             raise
+        exited = popen.poll()
         stop(api, popen)
-        if "in use" not in _last_line(log):  # only a port taken meanwhile is worth a retry
+        if exited is None or "in use" not in _last_line(log):  # a port taken meanwhile: retry
             break
-    raise _failed(log, "did not start" if popen.returncode else f"did not answer in {limit} s")
+    why = f"exited ({exited})" if exited is not None else f"did not answer within {limit} s"
+    raise _failed(log, why)
 
 
 def _healthy(api: LocalApi, popen: subprocess.Popen[bytes], limit: float) -> bool:

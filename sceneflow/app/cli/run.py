@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from prefect.logging.handlers import PrefectConsoleHandler
 from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -79,6 +81,16 @@ def _prefect_api() -> Iterator[local_api.LocalApi | None]:
         yield api
 
 
+def _quiet_prefect_console() -> None:
+    """After an interrupt, Prefect reports every cancelled run as a crash, with tracebacks;
+    the terminal needs none of it (the runs' logs in Prefect keep it)."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(logging.CRITICAL)
+
+
 def _exit_now(api: local_api.LocalApi | None) -> None:
     """The second Ctrl-C: stop the local API and leave at once. Jobs in flight keep their
     claims and ids; a re-run takes them over as it does after a crash."""
@@ -111,6 +123,7 @@ async def _until_done(
             "[yellow]Interrupted:[/] no new job is sent; the jobs in flight are kept for a "
             "re-run to resume. Ctrl-C again to quit at once."
         )
+        _quiet_prefect_console()
         flow.cancel()
 
     watched = (signal.SIGINT, signal.SIGTERM)

@@ -40,8 +40,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel
-from sqlalchemy import or_, update
-from sqlmodel import Session, col
+from sqlalchemy import insert, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
 
 from sceneflow import storage, store
 from sceneflow.db import session_scope
@@ -61,6 +62,7 @@ __all__ = [
     "TRANSITIONS",
     "IllegalTransition",
     "JobRef",
+    "JobSpec",
     "JobSummary",
     "accept_submission",
     "allow_resubmit",
@@ -79,6 +81,7 @@ __all__ = [
     "mark_ambiguous",
     "mark_sending",
     "prepare_job",
+    "prepare_jobs",
     "record_status",
     "reject_key",
     "release",
@@ -170,11 +173,22 @@ def idempotency_key(
     """A job's identity: (batch, provider, row id) or (batch, provider, request, occurrence)
     for a batch row, so two CSVs that share row ids never share jobs; (user, provider,
     request) for a single video."""
+    return _key(user_id, provider, request.model_dump_json(), row_id, occurrence, batch_id)
+
+
+def _key(
+    user_id: str,
+    provider: str,
+    request_json: str,
+    row_id: str | None,
+    occurrence: int,
+    batch_id: str | None,
+) -> str:
     if batch_id is not None:
         basis = ["batch", batch_id, provider]
-        basis += ["id", row_id] if row_id else ["req", request.model_dump_json(), str(occurrence)]
+        basis += ["id", row_id] if row_id else ["req", request_json, str(occurrence)]
     else:
-        basis = ["req", user_id, provider, request.model_dump_json(), str(occurrence)]
+        basis = ["req", user_id, provider, request_json, str(occurrence)]
     return hashlib.sha256("\x1f".join(basis).encode()).hexdigest()[:32]
 
 
@@ -275,6 +289,103 @@ def prepare_job(
                 session=session, job_id=job.id, batch_id=batch_id, row_number=row_number
             )
         return job_ref(job)
+
+
+class JobSpec(BaseModel):
+    """One batch row to prepare a job for."""
+
+    provider: str
+    request: StandardVideoRequest
+    row_id: str | None = None
+    occurrence: int = 0
+    row_number: int | None = None
+    regenerate: bool = False
+
+
+_IN_CHUNK = 500  # keys per IN (...) query; well under SQLite's and PostgreSQL's limits
+
+
+def prepare_jobs(*, user_id: str, batch_id: str, specs: list[JobSpec]) -> list[JobRef]:
+    """`prepare_job` for every row of a batch in one transaction and a query per 500 rows:
+    a transaction a row costs about 1.6 ms on SQLite (design.md §6), 16 s for 10,000 rows.
+    A run that inserts the same rows at the same moment makes this one retry once and find
+    them."""
+    for attempt in (1, 2):
+        try:
+            return _prepare_jobs(user_id, batch_id, specs)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _prepare_jobs(user_id: str, batch_id: str, specs: list[JobSpec]) -> list[JobRef]:
+    requests = [spec.request.model_dump_json() for spec in specs]
+    keys = [
+        _key(user_id, spec.provider, request_json, spec.row_id, spec.occurrence, batch_id)
+        for spec, request_json in zip(specs, requests, strict=True)
+    ]
+    with session_scope() as session:
+        found: dict[str, GenerationJob] = {}
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[start : start + _IN_CHUNK]
+            query = select(GenerationJob).where(col(GenerationJob.idempotency_key).in_(chunk))
+            found |= {job.idempotency_key: job for job in session.exec(query)}
+        refs: list[JobRef] = []
+        new: list[dict[str, Any]] = []
+        now = utcnow()
+        for spec, key, request_json in zip(specs, keys, requests, strict=True):
+            job = found.get(key)
+            if job is None:
+                # Plain rows for one bulk INSERT: building 10,000 ORM objects costs seconds.
+                row = {
+                    "id": uuid.uuid4().hex,
+                    "idempotency_key": key,
+                    "batch_id": batch_id,
+                    "row_number": spec.row_number,
+                    "user_id": user_id,
+                    "provider": spec.provider,
+                    "request_json": request_json,
+                    "status": S.QUEUED.value,
+                    "progress": 0.0,
+                    "attempts": 0,
+                    "generation": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                new.append(row)
+                refs.append(
+                    JobRef(
+                        job_id=row["id"],
+                        idempotency_key=key,
+                        generation=0,
+                        provider=spec.provider,
+                        status=S.QUEUED,
+                    )
+                )
+                continue
+            status = JobStatus(job.status)
+            restart = status in _RESTARTABLE or (spec.regenerate and status == S.COMPLETED)
+            changed = restart or job.request_json != request_json
+            if changed:
+                _reset(job, request_json)
+            if changed or (job.batch_id, job.row_number) != (batch_id, spec.row_number):
+                job.batch_id, job.row_number, job.updated_at = batch_id, spec.row_number, now
+            refs.append(job_ref(job))
+        if new:
+            session.execute(insert(GenerationJob), new)
+        session.flush()
+        return refs
+
+
+def _reset(job: GenerationJob, request_json: str) -> None:
+    """The fields a new generation starts from (see `_new_generation`)."""
+    job.generation += 1
+    job.request_json = request_json
+    job.status = S.QUEUED.value
+    job.provider_job_id = job.video_url = job.output_path = job.error = None
+    job.progress, job.attempts = 0, 0
+    job.submitted_at = job.finished_at = None
 
 
 def _new_generation(session: Session, job: GenerationJob, request_json: str) -> GenerationJob:

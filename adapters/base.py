@@ -3,15 +3,22 @@
 The contract adapters implement is `sceneflow.providers`. An adapter makes exactly one attempt
 per call; retries, backoff and deadlines belong to the Prefect tasks (`tasks/policies.py`).
 Transport and HTTP failures are translated here, once, into `sceneflow.errors`.
+
+Redirects are followed here, by hand, never by httpx: httpx drops only `Authorization` when a
+redirect leaves the origin and keeps every other header, so `x-goog-api-key` would travel along
+(design.md §4). An authenticated API call follows a redirect only within its own origin (scheme,
+host and port) and refuses one that leaves it; a download follows it bare, without any header
+the caller gave, any credential header or any query parameter that carries a credential.
 """
 
 from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -38,6 +45,60 @@ __all__ = [
 ]
 
 M = TypeVar("M", bound=BaseModel)
+
+# Headers that carry a credential in any adapter or by convention; a redirect that leaves the
+# origin never carries them, whatever the caller passed.
+CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "x-goog-api-key", "x-api-key", "api-key", "cookie"}
+)
+# Query parameters that carry a credential by convention: Google's API `key`, OAuth 2's
+# `access_token` (RFC 6750 §2.3). Stripped from a hop to another origin of an authenticated call.
+CREDENTIAL_PARAMS = frozenset({"key", "api_key", "apikey", "access_token"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """Scheme, host and port: a redirect to any other triple leaves the origin."""
+    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
+
+
+def _show(url: httpx.URL) -> str:
+    """The origin only: a path or query may be signed."""
+    scheme, host, port = _origin(url)
+    return f"{scheme}://{host}:{port}"
+
+
+def _secrets(request: httpx.Request, names: Iterable[str]) -> set[str]:
+    """Credential values on `request`: the named headers' values (with and without their
+    scheme word, "Bearer"/"Key") and the values of credential query parameters."""
+    found: set[str] = set()
+    for name in names:
+        value = request.headers.get(name)
+        if value:
+            found |= {value, value.partition(" ")[2]}
+    for name, value in request.url.params.multi_items():
+        if name.lower() in CREDENTIAL_PARAMS:
+            found.add(value)
+    return {v for v in found if len(v) >= 8}
+
+
+def _strip_credentials(request: httpx.Request, names: Iterable[str], secrets: set[str]) -> None:
+    """Remove every credential from a request bound for another origin, in place."""
+    for name in {*(n.lower() for n in names), *CREDENTIAL_HEADERS}:
+        request.headers.pop(name, None)
+    for name, value in list(request.headers.items()):
+        if any(secret in value for secret in secrets):
+            del request.headers[name]
+    if not secrets:
+        return  # nothing was sent with credentials: a signed URL's query stays byte for byte
+    items = request.url.params.multi_items()
+    kept = [
+        (k, v)
+        for k, v in items
+        if k.lower() not in CREDENTIAL_PARAMS and not any(s in v for s in secrets)
+    ]
+    if len(kept) != len(items):
+        request.url = request.url.copy_with(params=kept)
 
 
 def parse_retry_after(headers: httpx.Headers) -> float | None:
@@ -80,6 +141,8 @@ class HttpAdapter:
     key: str = ""
     default_base_url: str = ""
     timeout = httpx.Timeout(30.0, connect=10.0)
+    # Hops a call or download may take; a CDN chain of signed URLs takes two or three.
+    max_redirects = 5
     moderation_markers: tuple[str, ...] = ("moderation", "safety", "content policy", "nsfw")
 
     def __init__(
@@ -156,7 +219,8 @@ class HttpAdapter:
         if credentials is not None:
             headers.update(self.auth_headers(credentials))
         try:
-            response = await self._client.request(method, url, headers=headers, **kwargs)
+            outgoing = self._client.build_request(method, url, headers=headers, **kwargs)
+            response = await self._send(outgoing, cross_origin="refuse", submit=submit)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
             raise TransientError(
                 f"{self.key}: could not connect to {self.base_url} ({type(e).__name__}); "
@@ -181,6 +245,67 @@ class HttpAdapter:
                 e.args = (credentials.redact(str(e)),)
             raise
         return response
+
+    async def _send(
+        self,
+        request: httpx.Request,
+        *,
+        cross_origin: Literal["refuse", "strip"],
+        credential_headers: Iterable[str] = (),
+        stream: bool = False,
+        submit: bool = False,
+    ) -> httpx.Response:
+        """Send `request`, following up to `max_redirects` redirects by hand.
+
+        Within the origin of `request` a redirect keeps its headers. One that leaves it is
+        refused (`"refuse"`, for API calls) or followed without `credential_headers`,
+        CREDENTIAL_HEADERS, any header holding their values and any credential query
+        parameter (`"strip"`, for downloads); credentials never come back on a later hop.
+        """
+        start = _origin(request.url)
+        names = list(credential_headers)
+        secrets = _secrets(request, [*names, *CREDENTIAL_HEADERS])
+        for _ in range(self.max_redirects + 1):
+            # follow_redirects=False even on an injected client built to follow them.
+            response = await self._client.send(request, stream=stream, follow_redirects=False)
+            following = response.next_request
+            if following is None:
+                return response
+            await response.aclose()
+            if _origin(following.url) != start:
+                if cross_origin == "refuse":
+                    raise self._refused_redirect(response, following, submit=submit)
+                _strip_credentials(following, names, secrets)
+            request = following
+        raise TransientError(
+            f"{self.key}: {request.method} was redirected more than {self.max_redirects} times "
+            f"(last to {_show(request.url)}); will retry",
+            provider=self.key,
+            status_code=response.status_code,
+        )
+
+    def _refused_redirect(
+        self, response: httpx.Response, following: httpx.Request, *, submit: bool
+    ) -> ProviderError:
+        code, there = response.status_code, _show(following.url)
+        msg = (
+            f"{self.key}: {response.request.method} {_show(response.request.url)} was "
+            f"redirected (HTTP {code}) to another host, {there}; SceneFlow sends credentials "
+            "only to the host they are for, so it did not follow"
+        )
+        if submit and code == 303:
+            # 303 See Other answers a POST that was processed: the job may exist.
+            return AmbiguousSubmitError(
+                f"{msg}; the job may have been created", provider=self.key, status_code=code
+            )
+        if code in (301, 308):
+            return RejectedError(
+                f"{msg}. If {there} is {self.key}'s new address and you trust it, set "
+                f"SCENEFLOW_BASE_URLS__{self.key.upper()}={there}",
+                provider=self.key,
+                status_code=code,
+            )
+        return TransientError(f"{msg}; will retry", provider=self.key, status_code=code)
 
     def raise_for_status(self, response: httpx.Response, *, submit: bool = False) -> None:
         code = response.status_code
@@ -245,19 +370,27 @@ class HttpAdapter:
     async def fetch_to_file(
         self, url: str, destination: Path, *, headers: dict[str, str] | None = None
     ) -> Path:
-        """Stream a file to `destination` atomically. The URL (often signed) is never logged."""
+        """Stream a file to `destination` atomically. The URL (often signed) is never logged.
+
+        `headers` are credentials: they go to the origin of `url` only. Redirects are followed;
+        one to another scheme, host or port is fetched without them (see `_send`)."""
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = destination.with_name(destination.name + ".part")
+        headers = headers or {}
         try:
-            async with self._client.stream(
-                "GET", url, headers=headers or {}, follow_redirects=True
-            ) as response:
+            outgoing = self._client.build_request("GET", url, headers=headers)
+            response = await self._send(
+                outgoing, cross_origin="strip", credential_headers=headers, stream=True
+            )
+            try:
                 if response.status_code >= 400:
                     await response.aread()
                     self.raise_for_status(response)
                 with partial.open("wb") as fh:
                     async for chunk in response.aiter_bytes(1 << 16):
                         fh.write(chunk)
+            finally:
+                await response.aclose()
         except httpx.TransportError as e:
             partial.unlink(missing_ok=True)
             raise TransientError(

@@ -6,7 +6,7 @@ The Gemini API and Vertex take one `instances`/`parameters` body for `:predictLo
 checked against the official SDK `google-genai` 2.34.0, `_GenerateVideosParameters_to_mldev`
 and `_to_vertex`). `gemini.VeoAdapter` and `vertex.VertexVeoAdapter` subclass `VeoBase` and add
 their auth, paths, polling and download; Vertex also sends `seed`, `fps` and `generateAudio`
-through `extra_parameters`.
+through `extra_parameters`, and takes a `gs://` first frame as `image.gcsUri` (`gcs_images`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,15 @@ from sceneflow.errors import RequestValidationError, TransientError
 from sceneflow.models import StandardVideoRequest
 from sceneflow.providers import Capabilities, Credentials, ModelCapabilities
 
-__all__ = ["VeoBase"]
+__all__ = ["GCS_IMAGE_TYPES", "VeoBase"]
+
+# A gs:// first frame's mimeType, from its extension: Vertex reads the object itself.
+GCS_IMAGE_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+}
 
 
 class VeoBase(HttpAdapter):
@@ -36,6 +44,9 @@ class VeoBase(HttpAdapter):
     moderation_markers = (*HttpAdapter.moderation_markers, "responsible ai", "usage guidelines")
     # The Gemini API refuses seed and fps (the SDK raises before sending); Vertex accepts them.
     native_seed_fps = False
+    # Vertex reads a first frame from Cloud Storage (`image.gcsUri`); the Gemini API refuses
+    # one (the SDK raises "gcs_uri parameter is only supported in ... Agent Platform mode").
+    gcs_images = False
     credential_fields: tuple[str, ...] = ()
     connection_test = ""
 
@@ -72,7 +83,12 @@ class VeoBase(HttpAdapter):
                 else mapped("always 720p; not sent"),
                 style=mapped("appended to the prompt"),
                 quality=mapped(f"draft picks {self.draft_model} when no model is given"),
-                image_url=mapped("fetched and sent inline as instances[0].image"),
+                image_url=mapped(
+                    "gs:// sent as instances[0].image.gcsUri; http(s) fetched and sent inline "
+                    "as instances[0].image; data: sent inline"
+                )
+                if self.gcs_images
+                else mapped("fetched and sent inline as instances[0].image"),
                 motion_intensity=unsupported("warning; not sent"),
                 seed=seed,
                 fps=fps,
@@ -125,12 +141,30 @@ class VeoBase(HttpAdapter):
             mime = request.image_url[5:].partition(";")[0]
             if mime not in IMAGE_TYPES or ";base64," not in request.image_url:
                 problems.append(f"image_url: a data URL must be base64 of {', '.join(IMAGE_TYPES)}")
+        if request.image_url and request.image_url.startswith("gs://"):
+            problems += self._gcs_image_problems(request.image_url)
         problems += self.extra_problems(request, where)
         if problems:
             raise RequestValidationError(problems, provider=self.key)
         return self._warnings(request)
 
     def extra_problems(self, request: StandardVideoRequest, where: str) -> list[str]:
+        return []
+
+    def _gcs_image_problems(self, url: str) -> list[str]:
+        if not self.gcs_images:
+            return [
+                f"image_url: {self.key} cannot read a gs:// image (only Vertex AI reads Cloud "
+                "Storage); use an http(s) or data: URL, or the provider vertex"
+            ]
+        bucket, _, name = url.removeprefix("gs://").partition("/")
+        if not bucket or not name or name.endswith("/"):
+            return ["image_url: a gs:// image must name an object: gs://BUCKET/PATH/FILE.png"]
+        if _gcs_mime(name) is None:
+            return [
+                "image_url: a gs:// image must end in "
+                f"{', '.join(GCS_IMAGE_TYPES)} so its mimeType is known"
+            ]
         return []
 
     def _warnings(self, request: StandardVideoRequest) -> list[str]:
@@ -151,7 +185,11 @@ class VeoBase(HttpAdapter):
         """The predictLongRunning body, the same on both Veo endpoints plus `extra_parameters`."""
         spec = self.models[self.model_for(request)]
         instance: dict[str, Any] = {"prompt": compose_prompt(request)}
-        if request.image_url:
+        if request.image_url and request.image_url.startswith("gs://"):
+            # Vertex reads the object itself (validate() allowed gs:// only where it can).
+            mime = _gcs_mime(request.image_url)
+            instance["image"] = {"gcsUri": request.image_url, "mimeType": mime}
+        elif request.image_url:
             instance["image"] = await self._inline_image(request.image_url)
         parameters: dict[str, Any] = {
             "sampleCount": 1,  # said explicitly so no endpoint default can bill several clips
@@ -196,3 +234,10 @@ class VeoBase(HttpAdapter):
     async def cancel(self, provider_job_id: str, credentials: Credentials) -> None:
         """No-op: neither endpoint exposes a cancel for Veo operations (can_cancel=False);
         the pipeline simply stops polling."""
+
+
+def _gcs_mime(path: str) -> str | None:
+    """The image type a Cloud Storage object's file name implies, from its extension."""
+    file = path.rpartition("/")[2]
+    suffix = "." + file.rpartition(".")[2].lower() if "." in file else ""
+    return GCS_IMAGE_TYPES.get(suffix)

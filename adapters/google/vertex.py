@@ -3,10 +3,26 @@
 Docs: https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/veo-video-generation
 and https://cloud.google.com/vertex-ai/generative-ai/docs/reference/rest/v1/projects.locations.publishers.models/predictLongRunning;
 checked against the official SDK `google-genai` 2.34.0 in Vertex mode (test_vertex_sdk.py).
-The same `instances`/`parameters` body as the Gemini API (`veo_base.py`), but: OAuth2 bearer
-tokens minted from a service account, project/location in every path, `seed` and `fps`
-accepted, polling by `POST ...:fetchPredictOperation {"operationName": ...}`, and the video
-comes back inline as base64 in the finished operation (we never set `storageUri`).
+The same `instances`/`parameters` body as the Gemini API (`veo_base.py`), but `seed` and `fps`
+are accepted, a `gs://` first frame goes as `image.gcsUri`, and polling is
+`POST ...:fetchPredictOperation {"operationName": ...}`.
+
+Two ways in, chosen by the stored credentials (the SDK's `vertexai=True` client, the same two):
+- a service account (`service_account`, `project`, `location`): OAuth2 bearer tokens minted by
+  google-auth, project and location in every path;
+- an API key (`api_key`): "express mode", the key in `x-goog-api-key` (the SDK's header; the
+  docs' curl uses `?key=`) on `https://aiplatform.googleapis.com/v1/publishers/google/models/...`
+  with no project or location (https://cloud.google.com/vertex-ai/generative-ai/docs/start/express-mode/vertex-ai-express-mode-api-reference).
+  With `project` and `location` beside the key, the SDK keeps the project path and the regional
+  host; so does this adapter. Whether Google serves Veo to every express-mode key is
+  UNCONFIRMED (the express-mode pages list Gemini models).
+
+Outputs come back inline as base64 in the finished operation unless the credentials carry
+`storage_uri` (`gs://BUCKET/PREFIX/`): it is sent as `parameters.storageUri`, the operation then
+names `gcsUri` objects, and `download` reads them through Cloud Storage's JSON API
+(`GET {storage}/storage/v1/b/{bucket}/o/{object}?alt=media`) with the service account's token.
+An API key cannot read a private bucket, so express mode refuses `storage_uri` before anything
+is sent (that Cloud Storage takes no Vertex API key is UNCONFIRMED; none of its docs offer one).
 """
 
 from __future__ import annotations
@@ -14,29 +30,40 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import re
 import time
+import urllib.parse
+from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel
 
-from adapters.google.operations import FilteredMedia, Operation, result_of
+from adapters.google.operations import FilteredMedia, Operation, error_reasons, result_of
 from adapters.google.veo_base import VeoBase
 from adapters.google.veo_models import VEO2, VEO3, VEO_FPS, ModelSpec
 from sceneflow.errors import (
     AuthError,
     CredentialsError,
     ProviderError,
+    RejectedError,
     TransientError,
 )
 from sceneflow.models import StandardVideoRequest, StandardVideoResult
 from sceneflow.providers import Credentials
+from sceneflow.settings import get_settings
 
 __all__ = ["VertexVeoAdapter"]
 
 DEFAULT_LOCATION = "us-central1"
+# Express mode's one host: no location, no project in the path.
+GLOBAL_ROOT = "https://aiplatform.googleapis.com"
+# Cloud Storage's JSON API, where `storageUri` outputs are read. SCENEFLOW_BASE_URLS__VERTEX_STORAGE
+# (or the adapter's `storage_url`) points it elsewhere, e.g. at an emulator.
+STORAGE_URL = "https://storage.googleapis.com"
+STORAGE_SETTING = "vertex_storage"
 # Docs use v1 (GA); the SDK defaults to v1beta1 but speaks v1 when told (test_vertex_sdk.py).
 API_VERSION = "v1"
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -50,6 +77,25 @@ MODELS: dict[str, ModelSpec] = {
 # Tokens live an hour; renew a little early so a poll never carries one that expires in flight.
 TOKEN_MARGIN = 300
 INLINE_PREFIX = "vertex-inline:"
+# Bucket names: https://cloud.google.com/storage/docs/buckets#naming (3-63 characters, or up to
+# 222 with dots; lowercase letters, digits, -, _ and .; a letter or digit at each end).
+_BUCKET = re.compile(r"[a-z0-9](?:[a-z0-9._-]{1,220})[a-z0-9]")
+_STORAGE_FORM = "gs://BUCKET/PREFIX/ (such as gs://my-bucket/sceneflow/)"
+CREDENTIAL_FORMS = (
+    '{"service_account": {<the JSON key file>}, "project": "...", "location": "us-central1"} '
+    'or, for express mode, {"api_key": "..."}; either may add "storage_uri": '
+    '"gs://BUCKET/PREFIX/" to have outputs written to Cloud Storage'
+)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where and how the stored credentials reach Vertex."""
+
+    mode: Literal["service_account", "api_key"]
+    root: str  # {host}/v1
+    scope: str  # "projects/{p}/locations/{l}/", or "" in express mode
+    storage_uri: str | None
 
 
 class _Video(BaseModel):
@@ -86,7 +132,8 @@ def _mint(info: dict[str, Any]) -> tuple[str, float]:
 
 
 class VertexVeoAdapter(VeoBase):
-    """Veo on Vertex AI; credentials are a service account plus project and location."""
+    """Veo on Vertex AI; credentials are a service account plus project and location, or an
+    API key (express mode). See the module docstring."""
 
     key = "vertex"
     default_base_url = f"https://{DEFAULT_LOCATION}-aiplatform.googleapis.com"
@@ -94,28 +141,99 @@ class VertexVeoAdapter(VeoBase):
     default_model = DEFAULT_MODEL
     draft_model = DRAFT_MODEL
     native_seed_fps = True
+    gcs_images = True
+    # The service-account form; express mode stores "api_key" instead (CREDENTIAL_FORMS).
     credential_fields = ("service_account", "project", "location")
     connection_test = (
-        "mints an OAuth token from the service account, then "
-        f"GET /{API_VERSION}/projects/{{project}}/locations/{{location}}/models?pageSize=1"
+        "service account: mints an OAuth token, then "
+        f"GET /{API_VERSION}/projects/{{project}}/locations/{{location}}/models?pageSize=1, and "
+        "with storage_uri lists one object under it in Cloud Storage; express mode (api_key): "
+        f"GET /{API_VERSION}/publishers/google/models/{DEFAULT_MODEL}"
     )
 
     def __init__(
-        self, *, client: httpx.AsyncClient | None = None, base_url: str | None = None
+        self,
+        *,
+        client: httpx.AsyncClient | None = None,
+        base_url: str | None = None,
+        storage_url: str | None = None,
     ) -> None:
         super().__init__(client=client, base_url=base_url)
         # Without a configured base URL the host follows the credentials' location.
         self._fixed_base = base_url is not None
+        self._storage_url = storage_url.rstrip("/") if storage_url else None
         self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
+
+    @property
+    def storage_url(self) -> str:
+        """Cloud Storage's JSON API root: the argument, else the setting, else Google's."""
+        if self._storage_url is None:
+            urls = {k.lower(): v for k, v in get_settings().base_urls.items()}
+            self._storage_url = (urls.get(STORAGE_SETTING) or STORAGE_URL).rstrip("/")
+        return self._storage_url
+
+    def _problem(self, text: str) -> CredentialsError:
+        return CredentialsError(
+            f"Stored credentials for {self.key!r}: {text}. Run "
+            f"`sceneflow creds set USER {self.key}` with {CREDENTIAL_FORMS}."
+        )
+
+    def _target(self, credentials: Credentials) -> _Target:
+        """Which of the two forms the credentials are, checked whole: every problem at once."""
+        problems: list[str] = []
+        has_key = credentials.get("api_key") is not None
+        has_account = credentials.get("service_account") is not None
+        project, location = credentials.get("project"), credentials.get("location")
+        if has_key and has_account:
+            # The SDK refuses both as well ("mutually exclusive").
+            problems.append("hold 'api_key' (express mode) or 'service_account', not both")
+        elif has_key:
+            if not isinstance(credentials.get("api_key"), str) or not credentials.get("api_key"):
+                problems.append("'api_key' must be the API key as a string")
+            if bool(project) != bool(location):
+                problems.append(
+                    "with 'api_key', give both 'project' and 'location' or neither "
+                    "(express mode needs neither)"
+                )
+        elif not has_account:
+            problems.append("hold neither 'service_account' nor 'api_key'")
+        else:
+            for name, value in (("project", project), ("location", location)):
+                if not value or not isinstance(value, str):
+                    problems.append(f"have no {name!r} field (a service account needs one)")
+        storage_uri = credentials.get("storage_uri") or None
+        if storage_uri is not None:
+            if not isinstance(storage_uri, str) or not _storage_ok(storage_uri):
+                problems.append(f"'storage_uri' must be a Cloud Storage prefix {_STORAGE_FORM}")
+            elif has_key and not has_account:
+                problems.append(
+                    "'storage_uri' needs a service account: SceneFlow reads the outputs "
+                    "through Cloud Storage's JSON API, which takes an OAuth token, not an API "
+                    "key. Drop 'storage_uri' (videos then come back inline) or store a service "
+                    "account"
+                )
+        if problems:
+            raise self._problem("; ".join(problems))
+        scoped = bool(project and location)
+        if self._fixed_base:
+            host = self.base_url
+        elif not scoped or location == "global":
+            host = GLOBAL_ROOT
+        else:
+            host = f"https://{location}-aiplatform.googleapis.com"
+        return _Target(
+            mode="api_key" if has_key else "service_account",
+            root=f"{host}/{API_VERSION}",
+            scope=f"projects/{project}/locations/{location}/" if scoped else "",
+            storage_uri=storage_uri,
+        )
 
     def _account(self, credentials: Credentials) -> dict[str, Any]:
         info = credentials.get("service_account")
         if not isinstance(info, dict) or info.get("type") != "service_account":
-            raise CredentialsError(
-                f"Stored credentials for {self.key!r} need 'service_account': the JSON key "
-                "file of a Google Cloud service account (type service_account). Run "
-                f"`sceneflow creds set USER {self.key}` with "
-                '{"service_account": {...}, "project": "...", "location": "us-central1"}.'
+            raise self._problem(
+                "'service_account' must be the JSON key file of a Google Cloud service "
+                "account (type service_account)"
             )
         return info
 
@@ -165,28 +283,33 @@ class VertexVeoAdapter(VeoBase):
             ) from e
 
     def auth_headers(self, credentials: Credentials) -> dict[str, str]:
-        """The cached bearer token; every call awaits `_ensure_token` first."""
+        """The API key in express mode, else the cached bearer token (every call awaits
+        `_ensure_token` first)."""
+        if credentials.get("api_key") is not None:
+            return {"x-goog-api-key": str(credentials.get("api_key")).strip()}
         token, _ = self._tokens[self._token_key(self._account(credentials))]
         return {"Authorization": f"Bearer {token}"}
 
-    def _scope(self, credentials: Credentials) -> tuple[str, str]:
-        project = credentials.require("project", provider=self.key)
-        location = credentials.require("location", provider=self.key)
-        if self._fixed_base:
-            root = self.base_url
-        elif location == "global":
-            root = "https://aiplatform.googleapis.com"
-        else:
-            root = f"https://{location}-aiplatform.googleapis.com"
-        return f"{root}/{API_VERSION}", f"projects/{project}/locations/{location}"
+    def raise_for_status(self, response: httpx.Response, *, submit: bool = False) -> None:
+        # Google answers a wrong or expired API key with 400 INVALID_ARGUMENT, not 401.
+        if response.status_code == 400 and "API_KEY_" in error_reasons(response):
+            raise AuthError(
+                f"{self.key} answered HTTP 400: {self.error_message(response)}. The stored key "
+                f"was rejected: run `sceneflow creds set USER {self.key}` with a valid key, "
+                f"then `sceneflow creds test USER {self.key}`",
+                provider=self.key,
+                status_code=400,
+            )
+        super().raise_for_status(response, submit=submit)
 
     async def _call(
         self, method: str, path: str, credentials: Credentials, **kw: Any
     ) -> httpx.Response:
-        """One authenticated call on `{root}/v1/{path}`."""
-        root, _ = self._scope(credentials)
-        await self._ensure_token(credentials)
-        return await self.request(method, f"{root}/{path}", credentials=credentials, **kw)
+        """One authenticated call on `{root}/v1/{path}`; `path` may start with the scope."""
+        target = self._target(credentials)
+        if target.mode == "service_account":
+            await self._ensure_token(credentials)
+        return await self.request(method, f"{target.root}/{path}", credentials=credentials, **kw)
 
     def extra_problems(self, request: StandardVideoRequest, where: str) -> list[str]:
         if request.fps != VEO_FPS:
@@ -194,6 +317,17 @@ class VertexVeoAdapter(VeoBase):
         return []
 
     def extra_parameters(self, request: StandardVideoRequest, spec: ModelSpec) -> dict[str, Any]:
+        """`seed` and `fps` when asked for, and `generateAudio` for Veo 3 models.
+
+        `generateAudio: true` rests on Google's Veo API reference (veo-video-generation, the
+        `parameters` table): "generateAudio: Required for Veo 3 models ... Accepts true or
+        false", and not supported by veo-2.0 models. It states no default, and the official SDK
+        has none either: google-genai 2.34.0 sends `generateAudio` only when
+        `GenerateVideosConfig.generate_audio` is set (`_GenerateVideosConfig_to_vertex`). So a
+        value is sent for every Veo 3 request, and it is `true`: the sound-on clip Veo 3 is
+        documented to make, as the Gemini API always renders it. A request field to turn it off
+        is separate work (issue 12, `audio`).
+        """
         extra: dict[str, Any] = {}
         if request.seed is not None:
             extra["seed"] = request.seed
@@ -211,9 +345,12 @@ class VertexVeoAdapter(VeoBase):
         reference: str | None = None,
     ) -> str:
         self.validate(request)
+        target = self._target(credentials)  # bad credentials fail before anything is sent
         body = await self.build_body(request)
-        _, scope = self._scope(credentials)
-        path = f"{scope}/publishers/google/models/{self.model_for(request)}:predictLongRunning"
+        if target.storage_uri:
+            body["parameters"]["storageUri"] = target.storage_uri
+        model = self.model_for(request)
+        path = f"{target.scope}publishers/google/models/{model}:predictLongRunning"
         response = await self._call("POST", path, credentials, json=body, submit=True)
         return str(self.parse(_Operation, response, "operation", submit=True).name)
 
@@ -235,9 +372,11 @@ class VertexVeoAdapter(VeoBase):
     async def status(self, provider_job_id: str, credentials: Credentials) -> StandardVideoResult:
         op = await self._operation(provider_job_id, credentials)
         response = op.response or _Response()
-        # The bytes stay in the operation; download() fetches it again rather than keeping
-        # megabytes of base64 in the result.
-        video_url = INLINE_PREFIX + op.name if response.videos else None
+        # A storageUri output is a gs:// object, named in the result. Inline bytes stay in the
+        # operation; download() fetches it again rather than keeping megabytes of base64 here.
+        stored = next((v.gcsUri for v in response.videos if v.gcsUri), None)
+        inline = any(v.bytesBase64Encoded for v in response.videos)
+        video_url = stored or (INLINE_PREFIX + op.name if inline else None)
         return result_of(
             op, response, provider=self.key, video_url=video_url, samples=len(response.videos)
         )
@@ -246,9 +385,12 @@ class VertexVeoAdapter(VeoBase):
         self, result: StandardVideoResult, credentials: Credentials, destination: Path
     ) -> Path:
         url = result.video_url or ""
+        if url.startswith("gs://"):
+            return await self._download_object(url, credentials, destination)
         if not url.startswith(INLINE_PREFIX):
             raise ProviderError(
-                f"{self.key}: the job {result.provider_job_id} has no inline video to download",
+                f"{self.key}: the job {result.provider_job_id} has no video to download "
+                "(neither inline bytes nor a gs:// object)",
                 provider=self.key,
             )
         op = await self._operation(url.removeprefix(INLINE_PREFIX), credentials)
@@ -256,8 +398,7 @@ class VertexVeoAdapter(VeoBase):
         encoded = next((v.bytesBase64Encoded for v in videos if v.bytesBase64Encoded), None)
         if encoded is None:
             raise ProviderError(
-                f"{self.key}: the operation {op.name} holds no inline video (a storageUri set "
-                "elsewhere sends it to Cloud Storage instead; SceneFlow never sets one)",
+                f"{self.key}: the operation {op.name} holds no inline video",
                 provider=self.key,
             )
         try:
@@ -273,6 +414,75 @@ class VertexVeoAdapter(VeoBase):
         partial.replace(destination)
         return destination
 
+    async def _download_object(self, uri: str, credentials: Credentials, destination: Path) -> Path:
+        """A `storageUri` output, read through Cloud Storage's JSON API with the same token."""
+        target = self._target(credentials)
+        bucket, _, name = uri.removeprefix("gs://").partition("/")
+        if target.mode != "service_account":
+            raise self._problem(
+                f"the video is in Cloud Storage ({uri}), and reading it needs a service "
+                "account; an API key cannot"
+            )
+        if not bucket or not name:
+            raise ProviderError(
+                f"{self.key}: {uri!r} is not a Cloud Storage object", provider=self.key
+            )
+        await self._ensure_token(credentials)
+        url = (
+            f"{self.storage_url}/storage/v1/b/{urllib.parse.quote(bucket, safe='')}"
+            f"/o/{urllib.parse.quote(name, safe='')}?alt=media"
+        )
+        try:
+            return await self.fetch_to_file(
+                url, destination, headers=self.auth_headers(credentials)
+            )
+        except (AuthError, RejectedError) as e:
+            raise _storage_refusal(e, f"read {uri}", bucket) from e
+
     async def test_connection(self, credentials: Credentials) -> None:
-        _, scope = self._scope(credentials)
-        await self._call("GET", f"{scope}/models", credentials, params={"pageSize": 1})
+        target = self._target(credentials)
+        if target.mode == "api_key" and not target.scope:
+            # Express mode has no project to list in; read the default model instead, as the
+            # SDK's models.get does (that express keys may call it is UNCONFIRMED).
+            await self._call("GET", f"publishers/google/models/{DEFAULT_MODEL}", credentials)
+            return
+        await self._call("GET", f"{target.scope}models", credentials, params={"pageSize": 1})
+        if target.storage_uri:
+            # The outputs will be read with this token: find out now, not after paying.
+            bucket, _, prefix = target.storage_uri.removeprefix("gs://").partition("/")
+            try:
+                await self.request(
+                    "GET",
+                    f"{self.storage_url}/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o",
+                    credentials=credentials,
+                    params={"prefix": prefix, "maxResults": 1},
+                )
+            except (AuthError, RejectedError) as e:
+                raise _storage_refusal(e, f"list {target.storage_uri}", bucket) from e
+
+
+def _storage_refusal(error: AuthError | RejectedError, what: str, bucket: str) -> ProviderError:
+    """Cloud Storage's refusal, said as what to fix: it is the bucket's permissions, not the
+    key, that a 403 there points at."""
+    said = str(error).partition(": ")[2].partition(". The stored key was rejected")[0]
+    return type(error)(
+        f"vertex: Cloud Storage would not let the service account {what} (HTTP "
+        f"{error.status_code}: {said}). Grant it roles/storage.objectViewer on gs://{bucket} "
+        "(and make sure the object exists), then try again",
+        provider="vertex",
+        status_code=error.status_code,
+    )
+
+
+def _storage_ok(uri: str) -> bool:
+    """`uri` is gs://BUCKET or gs://BUCKET/PREFIX with a valid bucket name and no blanks."""
+    if not uri.startswith("gs://") or any(ch.isspace() for ch in uri):
+        return False
+    bucket, _, prefix = uri.removeprefix("gs://").partition("/")
+    parts = prefix.rstrip("/").split("/") if prefix.rstrip("/") else []
+    return (
+        _BUCKET.fullmatch(bucket) is not None
+        and ".." not in bucket
+        and (len(bucket) <= 63 or "." in bucket)
+        and all(part not in ("", ".", "..") for part in parts)
+    )

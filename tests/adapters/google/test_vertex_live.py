@@ -1,5 +1,6 @@
 """Live smoke test against real Vertex AI; runs only when SCENEFLOW_LIVE_VERTEX_CREDENTIALS names
-a credentials JSON file: {"service_account": {...}, "project": "...", "location": "..."}."""
+a credentials JSON file: {"service_account": {...}, "project": "...", "location": "..."}, or
+{"api_key": "..."} for express mode; either may add "storage_uri": "gs://BUCKET/PREFIX/"."""
 
 from __future__ import annotations
 

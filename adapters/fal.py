@@ -4,8 +4,14 @@ Wire protocol: https://fal.ai/docs/model-endpoints/queue and
 https://fal.ai/docs/inference-api/queue/cancel, checked against the official SDK `fal-client` 1.0.3
 (`client.py`, `auth.py`; tests/adapters/test_fal_sdk.py). Inputs are model-specific, so this module
 ships an explicit table of four well-known video endpoints and maps every StandardVideoRequest
-field onto each (see `capabilities()`); other fal models are refused by validate() rather than
-guessed at.
+field onto each (see `capabilities()`). Any other endpoint is mapped from its published OpenAPI
+document (`adapters/schemas.py`), `GET https://fal.ai/api/openapi/queue/openapi.json?endpoint_id=<id>`
+(the "OpenAPI" link of every model's API page; public, so it is fetched without the key, which
+never leaves queue.fal.run). The host is `DEFAULT_SCHEMA_BASE_URL`, replaced by the
+`schema_base_url` argument or the SCENEFLOW_BASE_URLS__FAL_SCHEMA setting. The input object is
+the JSON body of the endpoint's POST in `paths`. Documents are kept for the life of the process,
+so many submits to one endpoint read it once; `submit` checks the request against it (enums,
+ranges, types) and sends nothing when a value does not fit.
 
 The job id is `<endpoint id>:<request id>` (`fal-ai/veo3/fast:6d5fbbbd-...`): stable, unsigned.
 Status, result and cancel URLs are rebuilt from it as the SDK's `get_handle()` does
@@ -29,19 +35,33 @@ from pydantic import BaseModel, ValidationError
 
 from adapters.base import HttpAdapter, compose_prompt, require_output_url, unsupported_warning
 from adapters.fields import field_table, mapped, native, unsupported
+from adapters.schemas import (
+    InputSchema,
+    SchemaCache,
+    SchemaModel,
+    SchemaReport,
+    pending_schema_warning,
+)
 from sceneflow.errors import (
     AuthError,
     ModerationError,
     NotFoundError,
+    ProviderError,
     RejectedError,
     RequestValidationError,
+    TransientError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.providers import Capabilities, Credentials, ModelCapabilities
+from sceneflow.settings import get_settings
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "FalAdapter"]
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "DEFAULT_SCHEMA_BASE_URL", "FalAdapter"]
 
 DEFAULT_BASE_URL = "https://queue.fal.run"
+# Where each endpoint's OpenAPI document lives; `schema_base_url` or the setting replaces it.
+DEFAULT_SCHEMA_BASE_URL = "https://fal.ai"
+SCHEMA_PATH = "/api/openapi/queue/openapi.json"
+SCHEMA_SETTING = "fal_schema"  # SCENEFLOW_BASE_URLS__FAL_SCHEMA
 KLING_T2V = "fal-ai/kling-video/v2.5-turbo/pro/text-to-video"
 KLING_I2V = "fal-ai/kling-video/v2.5-turbo/pro/image-to-video"
 VEO3_FAST = "fal-ai/veo3/fast"
@@ -189,6 +209,28 @@ def _body(model: str, r: StandardVideoRequest) -> dict[str, Any]:
     return body
 
 
+# (schema host, endpoint id) -> the mapping onto its input schema, for the life of the process.
+SCHEMAS: SchemaCache[tuple[str, str], SchemaModel] = SchemaCache()
+
+
+def _input_node(document: dict[str, Any], endpoint: str) -> dict[str, Any]:
+    """The JSON body schema of the endpoint's POST (its own path first, else the one POST)."""
+    paths = document.get("paths")
+    if not isinstance(paths, dict):
+        raise ValueError("the document has no paths")
+    candidates = [paths.get("/" + endpoint)] + [
+        item for path, item in paths.items() if "/requests/" not in path
+    ]
+    for item in candidates:
+        if not isinstance(item, dict) or not isinstance(item.get("post"), dict):
+            continue
+        body = item["post"].get("requestBody") or {}
+        node = (body.get("content") or {}).get("application/json", {}).get("schema")
+        if isinstance(node, dict):
+            return node
+    raise ValueError(f"no POST with a JSON body for {endpoint}")
+
+
 def _queue_path(provider_job_id: str) -> str:
     """`/<owner>/<app>/requests/<id>` (plus namespace, minus sub-path), as the SDK builds it."""
     endpoint, _, request_id = provider_job_id.rpartition(":")
@@ -209,6 +251,25 @@ class FalAdapter(HttpAdapter):
     default_base_url = DEFAULT_BASE_URL
     moderation_markers = ("content_policy_violation", "content checker", "nsfw", "moderation")
 
+    def __init__(
+        self,
+        *,
+        client: httpx.AsyncClient | None = None,
+        base_url: str | None = None,
+        schema_base_url: str | None = None,
+    ) -> None:
+        super().__init__(client=client, base_url=base_url)
+        self._schema_base_url = schema_base_url
+
+    @property
+    def schema_base_url(self) -> str:
+        """Argument, else SCENEFLOW_BASE_URLS__FAL_SCHEMA, else https://fal.ai (read late:
+        only an endpoint outside the table needs it)."""
+        if self._schema_base_url is None:
+            urls = {k.lower(): v for k, v in get_settings().base_urls.items()}
+            self._schema_base_url = urls.get(SCHEMA_SETTING) or DEFAULT_SCHEMA_BASE_URL
+        return self._schema_base_url.rstrip("/")
+
     def auth_headers(self, credentials: Credentials) -> dict[str, str]:
         # fal's scheme word is "Key", not "Bearer" (fal_client.auth.AuthCredentials).
         return {"Authorization": f"Key {credentials.require('api_key', provider=self.key)}"}
@@ -217,7 +278,13 @@ class FalAdapter(HttpAdapter):
         return Capabilities(
             provider=self.key,
             default_model=DEFAULT_MODEL,
-            models=_CAPS,
+            # The table's endpoints, then every endpoint whose schema this process has read.
+            models=_CAPS
+            | {
+                endpoint: model.capabilities()
+                for (host, endpoint), model in SCHEMAS.items()
+                if host == self.schema_base_url
+            },
             credential_fields=["api_key"],
             can_cancel=True,
             connection_test=(
@@ -236,14 +303,98 @@ class FalAdapter(HttpAdapter):
         model = request.model or DEFAULT_MODEL
         caps = _CAPS.get(model)
         if caps is None:
-            raise RequestValidationError(
-                [f"model: fal has no mapping for {model!r}; allowed: {', '.join(_CAPS)}"],
-                provider=self.key,
-            )
+            self._check_endpoint(model)
+            cached = SCHEMAS.get((self.schema_base_url, model))
+            if cached is not None:
+                return cached.build(request)[1]
+            command = f"sceneflow providers {self.key} --model {model}"
+            return [pending_schema_warning(f"{self.key} model {model}", command, request)]
         problems = self._problems(model, caps, request)
         if problems:
             raise RequestValidationError(problems, provider=self.key)
         return self._warnings(model, caps, request)
+
+    def _check_endpoint(self, model: str) -> None:
+        if not _ENDPOINT.match(model):
+            raise RequestValidationError(
+                [
+                    f"model: must be a fal endpoint id such as {KLING_T2V} (owner/app and an "
+                    f"optional path; built in: {', '.join(_CAPS)}); got {model!r}"
+                ],
+                provider=self.key,
+            )
+
+    async def prepare(
+        self, request: StandardVideoRequest, credentials: Credentials | None = None
+    ) -> list[str]:
+        """validate() with the endpoint's schema read first: raises RequestValidationError,
+        returns the warnings. fal's schemas are public, so no credentials are needed."""
+        model = request.model or DEFAULT_MODEL
+        if model in _CAPS:
+            return self.validate(request)
+        return (await self.model_schema(model)).build(request)[1]
+
+    async def model_schema(self, endpoint: str) -> SchemaModel:
+        """The mapping onto `endpoint`'s published input schema, read once per process."""
+        self._check_endpoint(endpoint)
+        return await SCHEMAS.fetch(
+            (self.schema_base_url, endpoint), lambda: self._fetch_schema(endpoint)
+        )
+
+    async def describe_model(
+        self, endpoint: str, credentials: Credentials | None = None
+    ) -> SchemaReport:
+        """Where each field goes for `endpoint`: the built-in table, or its schema's mapping."""
+        if endpoint in _CAPS:
+            return SchemaReport(
+                model=endpoint, source="SceneFlow's built-in table", capabilities=_CAPS[endpoint]
+            )
+        return (await self.model_schema(endpoint)).report(endpoint)
+
+    async def _fetch_schema(self, endpoint: str) -> SchemaModel:
+        url = self.schema_base_url + SCHEMA_PATH
+        where = f"{url}?endpoint_id={endpoint}"
+        try:
+            # Public document: no credentials, so the key never goes to this other host.
+            response = await self.request("GET", url, params={"endpoint_id": endpoint})
+        except ProviderError as e:
+            if isinstance(e, RejectedError) and e.status_code == 404:
+                raise RequestValidationError(
+                    [
+                        f"model: fal has no endpoint {endpoint!r} (its OpenAPI document {where} "
+                        "answered 404); check the endpoint id on https://fal.ai/models, or use "
+                        f"one of {', '.join(_CAPS)}"
+                    ],
+                    provider=self.key,
+                ) from e
+            e.args = (
+                f"fal: reading the input schema of {endpoint} from {where} failed, so nothing "
+                f"was sent: {e}",
+            )
+            raise
+        try:
+            document = response.json()
+        except ValueError as e:
+            raise TransientError(
+                f"fal sent an OpenAPI document for {endpoint} that is not JSON (HTTP "
+                f"{response.status_code}); nothing was sent, will retry",
+                provider=self.key,
+                status_code=response.status_code,
+            ) from e
+        try:
+            if not isinstance(document, dict):
+                raise ValueError("the document is not a JSON object")
+            schema = InputSchema.from_openapi(_input_node(document, endpoint), document)
+        except ValueError as e:
+            raise RequestValidationError(
+                [
+                    f"model: SceneFlow cannot read the input schema fal publishes for "
+                    f"{endpoint} at {where} ({e}); use one of {', '.join(_CAPS)}"
+                ],
+                provider=self.key,
+            ) from e
+        source = f"its published OpenAPI document ({where})"
+        return SchemaModel(f"{self.key} model {endpoint}", schema, provider=self.key, source=source)
 
     def _problems(self, model: str, caps: ModelCapabilities, r: StandardVideoRequest) -> list[str]:
         problems = []
@@ -290,9 +441,12 @@ class FalAdapter(HttpAdapter):
         *,
         reference: str | None = None,
     ) -> str:
-        self.validate(request)
         model = request.model or DEFAULT_MODEL
-        body = _body(model, request)
+        if model in _CAPS:
+            self.validate(request)
+            body = _body(model, request)
+        else:
+            body = (await self.model_schema(model)).build(request)[0]
         response = await self.request(
             "POST", f"/{model}", credentials=credentials, json=body, submit=True
         )

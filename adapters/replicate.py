@@ -4,17 +4,25 @@ Docs: https://replicate.com/docs/topics/predictions/create-a-prediction and
 https://replicate.com/docs/topics/predictions/lifecycle; checked against the official SDK
 `replicate` 1.0.7 (tests/adapters/test_replicate_sdk.py).
 
-Every Replicate model has its own input names, so a small explicit table of well-known video
+Every Replicate model has its own input names. A small explicit table of well-known video
 models (`MODELS`, below) says where each StandardVideoRequest field goes. Any other
-`owner/name` (or `owner/name:<version>`) model receives only the prompt, with the style folded
-in, and every other set field comes back as a warning: its input names cannot be known here.
+`owner/name` (or `owner/name:<version>`) model is mapped from its published input schema
+(`adapters/schemas.py`): `GET /v1/models/{owner}/{name}` -> `latest_version.openapi_schema`,
+or `GET /v1/models/{owner}/{name}/versions/{id}` -> `openapi_schema` for a pinned version, then
+`components.schemas.Input`. Reading it needs the user's token, so `submit` (and `prepare`)
+fetch it, check the request against its enums and ranges, and send nothing when a value does
+not fit. The schema is kept for the life of the process: a public model's under its name, a
+private one's only for the token that could read it. `validate()` has no token; it checks
+against a schema already read, and otherwise says that the check happens at submit.
 
 Replicate deletes API outputs an hour after the prediction, so the pipeline downloads at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -30,8 +38,15 @@ from adapters.base import (
     require_output_url,
     unsupported_warning,
 )
-from adapters.fields import REQUEST_FIELDS, field_table, mapped, native, unsupported
-from sceneflow.errors import ModerationError, RequestValidationError
+from adapters.fields import field_table, mapped, native, unsupported
+from adapters.schemas import (
+    InputSchema,
+    SchemaCache,
+    SchemaModel,
+    SchemaReport,
+    pending_schema_warning,
+)
+from sceneflow.errors import ModerationError, ProviderError, RejectedError, RequestValidationError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.providers import Capabilities, Credentials, FieldMapping, Lookup, ModelCapabilities
 
@@ -179,6 +194,34 @@ class _Account(BaseModel):
     username: str
 
 
+class _Version(BaseModel):
+    id: str
+    openapi_schema: dict[str, Any] | None = None
+
+
+class _Model(BaseModel):
+    owner: str
+    name: str
+    visibility: Literal["public", "private"] = "private"
+    latest_version: _Version | None = None
+
+
+@dataclass(frozen=True)
+class _Schema:
+    model: SchemaModel
+    public: bool
+
+
+# (base URL, "owner/name[:version]", token fingerprint or None for a public model) -> schema.
+# Per process: every adapter made in it (one per task) shares what one of them read.
+SCHEMAS: SchemaCache[tuple[str, str, str | None], _Schema] = SchemaCache()
+
+
+def _fingerprint(token: str) -> str:
+    """Which token read a private schema; kept in memory only, never shown."""
+    return hashlib.sha256(token.encode()).hexdigest()[:24]
+
+
 def _progress(logs: str | None) -> float:
     for line in reversed((logs or "").splitlines()):
         if m := _PROGRESS.match(line.strip()):
@@ -197,7 +240,13 @@ class ReplicateAdapter(HttpAdapter):
         return Capabilities(
             provider=self.key,
             default_model=DEFAULT_MODEL,
-            models={name: model_capabilities(spec) for name, spec in MODELS.items()},
+            # The table's models, then every model whose public schema this process has read.
+            models={name: model_capabilities(spec) for name, spec in MODELS.items()}
+            | {
+                ref: cached.model.capabilities()
+                for (base, ref, token), cached in SCHEMAS.items()
+                if base == self.base_url and token is None
+            },
             credential_fields=["api_key"],
             can_cancel=True,
             connection_test="GET /v1/account",
@@ -225,11 +274,25 @@ class ReplicateAdapter(HttpAdapter):
         return (detail or title)[:500]
 
     def validate(self, request: StandardVideoRequest) -> list[str]:
-        return self._build(request)[2]
+        model, version = self._ref(request)
+        if model in MODELS:
+            return self._build(request)[2]
+        ref = f"{model}:{version}" if version else model
+        cached = SCHEMAS.get((self.base_url, ref, None))
+        if cached is not None:
+            return cached.model.build(request)[1]
+        command = f"sceneflow providers {self.key} --model {ref}"
+        return [pending_schema_warning(f"{self.key} model {ref}", command, request)]
 
-    def _build(self, request: StandardVideoRequest) -> tuple[str, dict[str, Any], list[str]]:
-        """(path, body, warnings) for a request, or RequestValidationError with every problem."""
-        ref = request.model or DEFAULT_MODEL
+    async def prepare(self, request: StandardVideoRequest, credentials: Credentials) -> list[str]:
+        """validate() with the model's schema read first (a model outside the table needs the
+        token for that): raises RequestValidationError, returns the warnings."""
+        return (await self._build_any(request, credentials))[2]
+
+    def _ref(self, request: StandardVideoRequest) -> tuple[str, str | None]:
+        return self._parse_ref(request.model or DEFAULT_MODEL)
+
+    def _parse_ref(self, ref: str) -> tuple[str, str | None]:
         m = _REF.match(ref)
         if not m:
             raise RequestValidationError(
@@ -240,16 +303,109 @@ class ReplicateAdapter(HttpAdapter):
                 provider=self.key,
             )
         owner, name, version = m.groups()
-        model = f"{owner}/{name}"
-        spec = MODELS.get(model)
-        inputs: dict[str, Any] = {"prompt": compose_prompt(request)}
-        if spec is None:
-            warnings = self._unknown_model_warnings(request, model)
-        else:
-            warnings = self._map(request, model, spec, inputs)
+        return f"{owner}/{name}", version
+
+    @staticmethod
+    def _route(model: str, version: str | None, inputs: dict[str, Any]) -> tuple[str, dict]:
         if version:
-            return "/v1/predictions", {"version": version, "input": inputs}, warnings
-        return f"/v1/models/{model}/predictions", {"input": inputs}, warnings
+            return "/v1/predictions", {"version": version, "input": inputs}
+        return f"/v1/models/{model}/predictions", {"input": inputs}
+
+    def _build(self, request: StandardVideoRequest) -> tuple[str, dict[str, Any], list[str]]:
+        """(path, body, warnings) for a model of the table, or RequestValidationError with
+        every problem."""
+        model, version = self._ref(request)
+        inputs: dict[str, Any] = {"prompt": compose_prompt(request)}
+        warnings = self._map(request, model, MODELS[model], inputs)
+        return (*self._route(model, version, inputs), warnings)
+
+    async def _build_any(
+        self, request: StandardVideoRequest, credentials: Credentials
+    ) -> tuple[str, dict[str, Any], list[str]]:
+        model, version = self._ref(request)
+        if model in MODELS:
+            return self._build(request)
+        schema = await self.model_schema(f"{model}:{version}" if version else model, credentials)
+        inputs, warnings = schema.build(request)
+        return (*self._route(model, version, inputs), warnings)
+
+    async def model_schema(self, ref: str, credentials: Credentials) -> SchemaModel:
+        """The mapping onto `ref`'s published input schema, read once per process (per token
+        for a private model)."""
+        public = SCHEMAS.get((self.base_url, ref, None))
+        if public is not None:
+            return public.model
+        token = credentials.require("api_key", provider=self.key)
+        key = (self.base_url, ref, _fingerprint(token))
+        found = await SCHEMAS.fetch(key, lambda: self._fetch_schema(ref, credentials))
+        if found.public:
+            SCHEMAS.put((self.base_url, ref, None), found)
+        return found.model
+
+    async def describe_model(self, ref: str, credentials: Credentials) -> SchemaReport:
+        """Where each field goes for `ref`: the built-in table, or its schema's mapping."""
+        model, _ = self._parse_ref(ref)
+        if model in MODELS:
+            caps = model_capabilities(MODELS[model])
+            return SchemaReport(model=ref, source="SceneFlow's built-in table", capabilities=caps)
+        return (await self.model_schema(ref, credentials)).report(ref)
+
+    async def _fetch_schema(self, ref: str, credentials: Credentials) -> _Schema:
+        model, _, version = ref.partition(":")
+        path = f"/v1/models/{model}/versions/{version}" if version else f"/v1/models/{model}"
+        try:
+            response = await self.request("GET", path, credentials=credentials)
+        except RejectedError as e:
+            if e.status_code == 404:
+                raise RequestValidationError(
+                    [
+                        f"model: Replicate has no model {ref!r} that this token can see "
+                        f"(GET {path} answered 404); check the name"
+                        + (" and version" if version else "")
+                        + " on replicate.com, or use one of "
+                        + ", ".join(MODELS)
+                    ],
+                    provider=self.key,
+                ) from e
+            raise _schema_failed(e, ref) from e
+        except ProviderError as e:
+            raise _schema_failed(e, ref) from e
+        try:
+            if version:
+                reply = self.parse(_Version, response, "model version")
+                document, public = reply.openapi_schema, False
+                source = f"the published input schema of version {reply.id}"
+            else:
+                found = self.parse(_Model, response, "model")
+                if found.latest_version is None:
+                    raise RequestValidationError(
+                        [
+                            f"model: {ref} has no published version, so it has no input schema "
+                            "to map; choose a model that has one"
+                        ],
+                        provider=self.key,
+                    )
+                document, public = found.latest_version.openapi_schema, found.visibility == "public"
+                source = (
+                    f"the published input schema of its latest version {found.latest_version.id}"
+                )
+        except ProviderError as e:
+            raise _schema_failed(e, ref) from e
+        try:
+            node = ((document or {}).get("components") or {}).get("schemas", {}).get("Input")
+            if not isinstance(node, dict):
+                raise ValueError("openapi_schema has no components.schemas.Input")
+            schema = InputSchema.from_openapi(node, document or {})
+        except (ValueError, AttributeError) as e:
+            raise RequestValidationError(
+                [
+                    f"model: SceneFlow cannot read the input schema {ref} publishes ({e}); "
+                    f"use one of {', '.join(MODELS)}"
+                ],
+                provider=self.key,
+            ) from e
+        who = f"{self.key} model {ref}"
+        return _Schema(SchemaModel(who, schema, provider=self.key, source=source), public)
 
     def _map(
         self, request: StandardVideoRequest, model: str, spec: Spec, inputs: dict[str, Any]
@@ -322,16 +478,6 @@ class ReplicateAdapter(HttpAdapter):
                 unsupported(field)
         return warnings
 
-    def _unknown_model_warnings(self, request: StandardVideoRequest, model: str) -> list[str]:
-        what = "it is not sent, because SceneFlow does not know this model's input names"
-        return [
-            unsupported_warning(f"{self.key} model {model}", field, what)
-            for field in REQUEST_FIELDS
-            if field not in ("prompt", "style")
-            and field in request.model_fields_set
-            and getattr(request, field) is not None
-        ]
-
     async def submit(
         self,
         request: StandardVideoRequest,
@@ -339,7 +485,7 @@ class ReplicateAdapter(HttpAdapter):
         *,
         reference: str | None = None,
     ) -> str:
-        path, body, _ = self._build(request)
+        path, body, _ = await self._build_any(request, credentials)
         response = await self.request("POST", path, credentials=credentials, json=body, submit=True)
         prediction: _Prediction = self.parse(_Prediction, response, "prediction", submit=True)
         return prediction.id
@@ -417,7 +563,7 @@ class ReplicateAdapter(HttpAdapter):
         """Predictions created since `since` on the same model with the same input, walking
         `GET /v1/predictions` (newest first, 100 a page) back to `since`. The search is complete
         when it reached `since` or the end of the list within the page cap."""
-        path, body, _ = self._build(request)
+        path, body, _ = await self._build_any(request, credentials)
         model = path.removeprefix("/v1/models/").removesuffix("/predictions")
         found: list[str] = []
         params: dict[str, str] = {}
@@ -443,3 +589,9 @@ class ReplicateAdapter(HttpAdapter):
     async def test_connection(self, credentials: Credentials) -> None:
         response = await self.request("GET", "/v1/account", credentials=credentials)
         self.parse(_Account, response)
+
+
+def _schema_failed(e: ProviderError, ref: str) -> ProviderError:
+    """The same error (so retries and key checks still apply), saying what was being read."""
+    e.args = (f"replicate: reading the input schema of {ref} failed, so nothing was sent: {e}",)
+    return e

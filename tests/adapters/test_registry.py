@@ -20,6 +20,7 @@ ADAPTER_DIR = Path(adapters.__file__).parent
 NOT_ADAPTERS = {
     "base",
     "fields",
+    "schemas",
     "google.operations",
     "google.veo_base",
     "google.veo_models",

@@ -172,15 +172,22 @@ async def test_a_pinned_version_goes_to_the_predictions_endpoint(
     }
 
 
-async def test_an_unknown_model_gets_the_prompt_and_a_warning_for_every_other_field(
+async def test_a_prompt_only_model_gets_the_prompt_and_a_warning_for_every_other_field(
     adapter: ReplicateAdapter, recorded: list[dict[str, Any]]
 ) -> None:
+    """Outside the table, the model's schema decides (tests/adapters/test_replicate_schemas.py):
+    lightricks/ltx-video publishes only `prompt`."""
     model = "lightricks/ltx-video"
-    request = req(model=model, style="anime", seed=7, fps=30, image_url="https://example.com/a.png")
-    what = "it is not sent, because SceneFlow does not know this model's input names"
-    assert adapter.validate(request) == [
-        warn(model, f, what)
-        for f in ("aspect_ratio", "motion_intensity", "fps", "seed", "image_url")
+    request = req(model=model, style="anime", seed=7, fps=30)
+    assert adapter.validate(request)[0].startswith(
+        f"model: replicate model {model} is not in SceneFlow's built-in table"
+    )
+    what = "it is not sent (its schema has no input for it)"
+    assert await adapter.prepare(request, CREDS) == [
+        warn(model, "aspect_ratio", "it is not sent; the model picks the shape"),
+        warn(model, "motion_intensity", what),
+        warn(model, "fps", what),
+        warn(model, "seed", what),
     ]
     await adapter.submit(request, CREDS)
     assert json.loads(recorded[-1]["body"]) == {
@@ -385,11 +392,9 @@ async def test_server_errors_on_submit_and_status(adapter: ReplicateAdapter, emu
 
 
 async def test_replicate_refusals_carry_its_problem_details(adapter: ReplicateAdapter) -> None:
-    err = await raises(RejectedError, adapter.submit(req(model="nobody/no-such-model"), CREDS))
-    assert str(err) == (
-        "replicate answered HTTP 404: Not found: The requested resource could not be found."
-    )
-    err = await raises(RejectedError, adapter.submit(req(model="a/b:" + "f" * 64), CREDS))
+    # A version Replicate does not have, of a model in the table (sent without a schema read).
+    model = f"{KLING}:{'f' * 64}"
+    err = await raises(RejectedError, adapter.submit(req(model=model), CREDS))
     assert "HTTP 422: Invalid version or not permitted: The specified version" in str(err)
 
 

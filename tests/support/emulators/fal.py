@@ -1,6 +1,8 @@
-"""fal.ai queue API emulator (https://fal.ai/docs/model-endpoints/queue), for four video endpoints.
+"""fal.ai queue API emulator (https://fal.ai/docs/model-endpoints/queue), for seven video endpoints.
 
     POST /<endpoint id>                     submit -> request_id + status/response/cancel URLs
+    GET  /api/openapi/queue/openapi.json?endpoint_id=<id>   the endpoint's OpenAPI document,
+                                            public (fal.ai serves it; here the same app does)
     GET  /<owner>/<app>/requests/<id>/status  IN_QUEUE (queue_position) | IN_PROGRESS | COMPLETED
     GET  /<owner>/<app>/requests/<id>         the model output {"video": {"url": ...}}
     PUT  /<owner>/<app>/requests/<id>/cancel  202 CANCELLATION_REQUESTED | 400 ALREADY_COMPLETED
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from typing import Any
 
@@ -57,7 +60,97 @@ SCHEMAS: dict[str, dict[str, tuple[str, Any, bool]]] = {
         "frames_per_second": ("int", (4, 60), False),
         "seed": ("int", (0, 2**32 - 1), False),
     },
+    # Endpoints outside the adapter's table, mapped from their OpenAPI documents: enums...
+    "fal-ai/acme/enum-video": _PROMPT
+    | {
+        "image_url": ("str", None, False),
+        "aspect_ratio": ("enum", _RATIOS3, False),
+        "duration": ("enum", ["5", "10"], False),
+        "resolution": ("enum", ["480p", "720p", "1080p"], False),
+        "seed": ("int", (0, 2**32 - 1), False),
+        "generate_audio": ("bool", None, False),
+    },
+    # ...ranges...
+    "fal-ai/acme/range-video": {
+        "prompt": ("str", None, True),
+        "start_image_url": ("str", None, False),
+        "duration": ("int", (2, 12), False),
+        "fps": ("int", (8, 30), False),
+        "guidance_scale": ("float", (1, 20), False),
+    },
+    # ...and other names: frames and a frame rate, a pixel size, a required first frame.
+    "fal-ai/acme/frames-video/image-to-video": {
+        "prompt": ("str", None, True),
+        "image": ("str", None, True),
+        "num_frames": ("int", (17, 161), False),
+        "frames_per_second": ("int", (4, 30), False),
+        "width": ("int", (256, 1280), False),
+        "height": ("int", (256, 1280), False),
+    },
 }
+# Defaults the OpenAPI documents state (fal's models document theirs).
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "fal-ai/acme/enum-video": {"duration": "5", "generate_audio": True, "resolution": "720p"},
+    "fal-ai/acme/range-video": {"duration": 5, "fps": 24, "guidance_scale": 7.5},
+    "fal-ai/acme/frames-video/image-to-video": {"num_frames": 81, "frames_per_second": 16},
+}
+
+
+def openapi(endpoint: str) -> dict[str, Any]:
+    """The endpoint's document as fal publishes it: the input object in
+    `components.schemas`, reached from the POST body of `paths["/<endpoint>"]`, optional
+    numbers as pydantic writes them (`anyOf: [X, {"type": "null"}]`), field order in
+    `x-fal-order-properties`."""
+    properties: dict[str, Any] = {}
+    for name, (kind, rule, required) in SCHEMAS[endpoint].items():
+        prop: dict[str, Any] = {"title": name.replace("_", " ").title()}
+        if kind == "enum":
+            prop |= {"enum": rule, "type": "integer" if isinstance(rule[0], int) else "string"}
+        elif kind in ("int", "float"):
+            number = {"type": "integer" if kind == "int" else "number"}
+            number |= {"minimum": rule[0], "maximum": rule[1]}
+            if name in DEFAULTS.get(endpoint, {}) or required:
+                prop |= number
+            else:
+                prop["anyOf"] = [number, {"type": "null"}]
+        else:
+            prop["type"] = {"str": "string", "bool": "boolean"}[kind]
+        if name in DEFAULTS.get(endpoint, {}):
+            prop["default"] = DEFAULTS[endpoint][name]
+        properties[name] = prop
+    title = "".join(p.title() for p in re.split(r"[^a-zA-Z0-9]+", endpoint)) + "Input"
+    required = [n for n, (_, _, needed) in SCHEMAS[endpoint].items() if needed]
+    app = _app_of(endpoint)
+    body = {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{title}"}}}}
+    return {
+        "openapi": "3.0.4",
+        "info": {"title": "Queue OpenAPI for " + endpoint, "version": "1.0.0"},
+        "components": {
+            "securitySchemes": {
+                "apiKeyAuth": {"type": "apiKey", "in": "header", "name": "Authorization"}
+            },
+            "schemas": {
+                title: {
+                    "type": "object",
+                    "title": title,
+                    "required": required,
+                    "x-fal-order-properties": list(properties),
+                    "properties": properties,
+                },
+                "QueueStatus": {"type": "object", "properties": {"status": {"type": "string"}}},
+            },
+        },
+        "paths": {
+            f"/{app}/requests/{{request_id}}/status": {"get": {}},
+            f"/{app}/requests/{{request_id}}/cancel": {"put": {}},
+            f"/{endpoint}": {"post": {"requestBody": {"required": True, **body}}},
+            f"/{app}/requests/{{request_id}}": {"get": {}},
+        },
+        "servers": [{"url": "https://queue.fal.run"}],
+        "security": [{"apiKeyAuth": []}],
+    }
+
+
 MODERATION_MSG = (
     "The content could not be processed because it contained material flagged by a content checker."
 )
@@ -127,6 +220,7 @@ class FalEmulator(Emulator):
         self.app = Starlette(
             routes=[
                 *self.control_routes(),
+                Route("/api/openapi/queue/openapi.json", self._openapi, methods=["GET"]),
                 Route("/files/{rid}/output.mp4", self._file, methods=["GET"]),
                 Route("/{app:path}/requests/{rid}/status", self._status, methods=["GET"]),
                 Route("/{app:path}/requests/{rid}/cancel", self._cancel, methods=["PUT"]),
@@ -250,6 +344,17 @@ class FalEmulator(Emulator):
             },
             headers={"x-fal-request-id": job.id},
         )
+
+    async def _openapi(self, request: Request) -> Response:
+        """Public, as on fal.ai: no key needed (and none should be sent to that host)."""
+        await self._record(request)
+        response, _ = await self._infra_fault("schema")
+        if response is not None:
+            return response
+        endpoint = request.query_params.get("endpoint_id", "")
+        if endpoint not in SCHEMAS:
+            return JSONResponse({"detail": f"Endpoint '{endpoint}' not found"}, 404)
+        return JSONResponse(openapi(endpoint))
 
     async def _status(self, request: Request) -> Response:
         job = await self._find(request, "status", {"detail": "Request not found"})

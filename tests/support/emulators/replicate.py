@@ -5,6 +5,10 @@ Speaks Replicate's wire format (https://replicate.com/docs/topics/predictions/li
 prediction objects with `starting`/`processing`/`succeeded`/`failed`/`canceled`/`aborted`,
 tqdm-style progress in `logs`, `Prefer: wait[=N]` holding the create call.
 
+Models publish their input schemas as Replicate's do (`GET /v1/models/{owner}/{name}` with
+`latest_version.openapi_schema`, `GET .../versions/{id}`), written the way Cog writes them;
+the "schema" fault op hits those two routes.
+
 Two deliberate choices:
 - Inputs are checked against the model's schema as the real service does (required fields,
   enums, types -> 422 "Input validation failed"), and unknown input names are refused too.
@@ -50,9 +54,65 @@ class Schema:
     enums: dict[str, list[Any]] = field(default_factory=dict)
     strict: bool = True
     seconds: float = 5  # the video's length when the input names no duration
+    ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
+    visibility: str = "public"
+
+    def openapi(self) -> dict[str, Any]:
+        """The schema as Cog publishes it: `components.schemas.Input`, enums as their own
+        schemas reached through `allOf: [{$ref}]`, `x-order`, `format: uri` for images."""
+        kinds = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array"}
+        components: dict[str, Any] = {}
+        properties: dict[str, Any] = {}
+        for order, (name, kind) in enumerate(self.types.items()):
+            json_type = kinds[kind] if isinstance(kind, type) else "number"
+            prop: dict[str, Any] = {"title": name.replace("_", " ").title(), "x-order": order}
+            if name in self.enums:
+                components[name] = {
+                    "enum": self.enums[name],
+                    "type": json_type,
+                    "title": name,
+                    "description": "An enumeration.",
+                }
+                prop["allOf"] = [{"$ref": f"#/components/schemas/{name}"}]
+            else:
+                prop["type"] = json_type
+                if json_type == "array":
+                    prop["items"] = {"type": "string", "format": "uri"}
+                low, high = self.ranges.get(name, (None, None))
+                if low is not None:
+                    prop["minimum"] = low
+                if high is not None:
+                    prop["maximum"] = high
+                if json_type == "string" and ("image" in name or "frame" in name):
+                    prop["format"] = "uri"
+            if name in self.defaults:
+                prop["default"] = self.defaults[name]
+            properties[name] = prop
+        components["Input"] = {
+            "type": "object",
+            "title": "Input",
+            "required": sorted(self.required),
+            "properties": properties,
+        }
+        components["Output"] = {"type": "string", "title": "Output", "format": "uri"}
+        return {
+            "openapi": "3.0.2",
+            "info": {"title": "Cog", "version": "0.1.0"},
+            "paths": {},
+            "components": {"schemas": components},
+        }
+
+    def seconds_of(self, inputs: dict[str, Any]) -> float:
+        """The length of the clip `inputs` ask for: a duration, or frames at a frame rate."""
+        if "num_frames" in self.types:
+            fps = inputs.get("frames_per_second", self.defaults.get("frames_per_second", 16))
+            frames = inputs.get("num_frames", self.defaults.get("num_frames", 81))
+            return float(frames) / float(fps)
+        return requested_seconds(inputs.get("duration"), self.seconds)
 
 
-_STR, _INT, _BOOL = str, int, bool
+_STR, _INT, _BOOL, _NUM = str, int, bool, (int, float)
 SCHEMAS: dict[str, Schema] = {
     "kwaivgi/kling-v2.5-turbo-pro": Schema(
         {"prompt"},
@@ -96,8 +156,80 @@ SCHEMAS: dict[str, Schema] = {
         {"duration": [6, 10], "resolution": ["512p", "768p", "1080p"]},
         seconds=6,
     ),
-    # A model outside the adapter's table, for the "unknown owner/name" path.
+    # A model outside the adapter's table that takes only a prompt.
     "lightricks/ltx-video": Schema({"prompt"}, {"prompt": _STR}, strict=False),
+    # Models outside the table, mapped from their schemas: one with enums...
+    "acme/enum-video": Schema(
+        {"prompt"},
+        {
+            "prompt": _STR,
+            "negative_prompt": _STR,
+            "image": _STR,
+            "aspect_ratio": _STR,
+            "duration": _INT,
+            "resolution": _STR,
+            "seed": _INT,
+            "generate_audio": _BOOL,
+        },
+        {
+            "aspect_ratio": ["16:9", "9:16", "1:1"],
+            "duration": [5, 10],
+            "resolution": ["480p", "720p", "1080p"],
+        },
+        defaults={
+            "aspect_ratio": "16:9",
+            "duration": 5,
+            "resolution": "720p",
+            "generate_audio": True,
+        },
+    ),
+    # ...one with ranges...
+    "acme/range-video": Schema(
+        {"prompt"},
+        {
+            "prompt": _STR,
+            "start_image": _STR,
+            "duration": _INT,
+            "fps": _INT,
+            "seed": _INT,
+            "guidance_scale": _NUM,
+        },
+        ranges={
+            "duration": (2, 12),
+            "fps": (8, 30),
+            "seed": (0, 2**31 - 1),
+            "guidance_scale": (1, 20),
+        },
+        defaults={"duration": 5, "fps": 24, "guidance_scale": 7.5},
+    ),
+    # ...and one whose inputs have other names: frames and a frame rate, a pixel size, and a
+    # first frame it cannot do without.
+    "acme/frames-video": Schema(
+        {"prompt", "first_frame_image"},
+        {
+            "prompt": _STR,
+            "first_frame_image": _STR,
+            "num_frames": _INT,
+            "frames_per_second": _INT,
+            "width": _INT,
+            "height": _INT,
+            "seed": _INT,
+        },
+        ranges={
+            "num_frames": (17, 161),
+            "frames_per_second": (4, 30),
+            "width": (256, 1280),
+            "height": (256, 1280),
+        },
+        defaults={"num_frames": 81, "frames_per_second": 16, "width": 832, "height": 480},
+    ),
+    # A private model: its schema is read with the owner's token only.
+    "acme/private-video": Schema(
+        {"prompt"},
+        {"prompt": _STR, "duration": _INT},
+        {"duration": [4, 8]},
+        visibility="private",
+    ),
 }
 VERSIONS = {f"{i:064x}": model for i, model in enumerate(SCHEMAS, start=1)}
 _WAIT = re.compile(r"^wait(?:=(\d+))?$")
@@ -126,11 +258,18 @@ def check_input(schema: Schema, inputs: Any) -> list[str]:
             if schema.strict:
                 problems.append(f"- input: Additional property {name} is not allowed")
             continue
-        if not isinstance(value, expected) or (expected is _INT and isinstance(value, bool)):
-            problems.append(f"- input.{name}: Invalid type. Expected: {expected.__name__}")
+        if not isinstance(value, expected) or (expected is not _BOOL and isinstance(value, bool)):
+            shown = getattr(expected, "__name__", "number")
+            problems.append(f"- input.{name}: Invalid type. Expected: {shown}")
         elif name in schema.enums and value not in schema.enums[name]:
             allowed = ", ".join(json.dumps(v) for v in schema.enums[name])
             problems.append(f"- input.{name}: {name} must be one of the following: {allowed}")
+        elif name in schema.ranges:
+            low, high = schema.ranges[name]
+            if low is not None and value < low:
+                problems.append(f"- input.{name}: Must be greater than or equal to {low:g}")
+            if high is not None and value > high:
+                problems.append(f"- input.{name}: Must be less than or equal to {high:g}")
     return problems
 
 
@@ -350,13 +489,64 @@ def create_app(
         job = find(request)
         if job is None or job.extra.get("data_removed") or emu.phase(job)[0] != "succeeded":
             return problem(404, "Not found", "The requested resource could not be found.")
-        default = SCHEMAS[job.extra["model"]].seconds
-        seconds = requested_seconds(job.body["input"].get("duration"), default)
+        seconds = SCHEMAS[job.extra["model"]].seconds_of(job.body["input"])
         return Response(sample_mp4(seconds=seconds), media_type="video/mp4")
+
+    def version_object(version: str) -> dict[str, Any]:
+        return {
+            "id": version,
+            "created_at": "2026-01-05T10:00:00.000000Z",
+            "cog_version": "0.9.4",
+            "openapi_schema": SCHEMAS[VERSIONS[version]].openapi(),
+        }
+
+    async def get_model(request: Request) -> Response:
+        """`GET /v1/models/{owner}/{name}`: the model with its latest version's schema."""
+        await record(request)
+        if not authorized(request):
+            return unauthenticated()
+        if (r := await fault("schema")) is not None:
+            return r
+        model = f"{request.path_params['owner']}/{request.path_params['name']}"
+        if model not in SCHEMAS:
+            return problem(404, "Not found", "The requested resource could not be found.")
+        owner, name = model.split("/")
+        version = next(v for v, m in VERSIONS.items() if m == model)
+        return JSONResponse(
+            {
+                "url": f"https://replicate.com/{model}",
+                "owner": owner,
+                "name": name,
+                "description": f"{name} (emulated)",
+                "visibility": SCHEMAS[model].visibility,
+                "github_url": None,
+                "paper_url": None,
+                "license_url": None,
+                "run_count": 0,
+                "cover_image_url": None,
+                "default_example": None,
+                "latest_version": version_object(version),
+            }
+        )
+
+    async def get_version(request: Request) -> Response:
+        """`GET /v1/models/{owner}/{name}/versions/{id}`: one version and its schema."""
+        await record(request)
+        if not authorized(request):
+            return unauthenticated()
+        if (r := await fault("schema")) is not None:
+            return r
+        model = f"{request.path_params['owner']}/{request.path_params['name']}"
+        version = request.path_params["id"]
+        if VERSIONS.get(version) != model:
+            return problem(404, "Not found", "The requested resource could not be found.")
+        return JSONResponse(version_object(version))
 
     app = Starlette(
         routes=[
             Route("/v1/models/{owner}/{name}/predictions", create_on_model, methods=["POST"]),
+            Route("/v1/models/{owner}/{name}", get_model, methods=["GET"]),
+            Route("/v1/models/{owner}/{name}/versions/{id}", get_version, methods=["GET"]),
             Route("/v1/predictions", create_on_version, methods=["POST"]),
             Route("/v1/predictions", list_predictions, methods=["GET"]),
             Route("/v1/predictions/{id}", get, methods=["GET"]),

@@ -293,8 +293,9 @@ class HttpAdapter:
             f"redirected (HTTP {code}) to another host, {there}; SceneFlow sends credentials "
             "only to the host they are for, so it did not follow"
         )
-        if submit and code == 303:
-            # 303 See Other answers a POST that was processed: the job may exist.
+        if submit and code in (302, 303):
+            # 303 See Other, and 302 as Post/Redirect/Get uses it, answer a POST that was
+            # processed: the job may exist. 307/308 ask for the same POST elsewhere.
             return AmbiguousSubmitError(
                 f"{msg}; the job may have been created", provider=self.key, status_code=code
             )

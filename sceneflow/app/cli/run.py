@@ -297,8 +297,11 @@ def batch(
                         tick=tick,
                     )
                 )
-    except (_Interrupted, KeyboardInterrupt):
+    except _Interrupted:
         _report_interrupt(batch_id, output)
+        raise typer.Exit(INTERRUPTED) from None
+    except KeyboardInterrupt:  # before the flow started or after it ended
+        console.print("[yellow]Interrupted.[/] The same command resumes the batch.")
         raise typer.Exit(INTERRUPTED) from None
     style = "green" if not summary.failures else "red"
     console.print(
@@ -316,6 +319,7 @@ def batch(
 
 
 def _report_interrupt(batch_id: str, output: str) -> None:
+    """What the interrupted flow kept, from the ledger, and where its results.csv is."""
     with session_scope() as session:
         jobs = store.jobs_for_batch(session=session, batch_id=batch_id)
     completed = sum(j.status == JobStatus.COMPLETED for j in jobs)
@@ -325,7 +329,4 @@ def _report_interrupt(batch_id: str, output: str) -> None:
         "kept. The same command resumes the batch; no completed or sent row is paid again."
     )
     results = f"{output.rstrip('/')}/results.csv"
-    if "://" in output:
-        console.print(f"Results: {results}")
-    elif Path(results).is_file():
-        console.print(f"Results: {Path(results).resolve()}")
+    console.print(f"Results: {results if '://' in output else Path(results).resolve()}")

@@ -36,6 +36,8 @@ from sceneflow.models import StandardVideoRequest, StandardVideoResult
 from sceneflow.providers import Credentials, Lookup
 
 __all__ = [
+    "CREDENTIAL_HEADERS",
+    "CREDENTIAL_PARAMS",
     "HttpAdapter",
     "compose_prompt",
     "parse_retry_after",

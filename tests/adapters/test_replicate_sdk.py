@@ -20,9 +20,13 @@ import pytest
 import replicate
 from replicate.exceptions import ReplicateError
 from replicate.helpers import FileOutput
+from replicate.model import Model
 from replicate.prediction import Prediction
+from replicate.schema import make_schema_backwards_compatible
+from replicate.version import Version
 from starlette.applications import Starlette
 
+from adapters import replicate as replicate_adapter
 from adapters.replicate import ReplicateAdapter, _progress
 from sceneflow.models import StandardVideoRequest
 from sceneflow.providers import Credentials
@@ -157,6 +161,54 @@ async def test_get_and_cancel_match_the_sdk_and_parse_as_sdk_predictions(
     reread = await sdk.predictions.async_get(failed.id)
     assert reread.status == "failed" and reread.error
     assert (await adapter.status(failed.id, CREDS)).error_message == reread.error
+
+
+async def test_schema_reads_match_the_sdk_and_parse_as_sdk_models_and_versions(
+    server: tuple[Emulator, Starlette, str], sdk: replicate.Client, adapter: ReplicateAdapter
+) -> None:
+    """The adapter reads a model's schema as `models.get` and `versions.get` do, and the SDK's
+    own types read what the emulator answers (the schema where SceneFlow looks for it)."""
+    _, app, _ = server
+    replicate_adapter.SCHEMAS.clear()
+    model = await sdk.models.async_get("acme/enum-video")
+    by_sdk = last(app)
+    report = await adapter.describe_model("acme/enum-video", CREDS)
+    assert last(app) == by_sdk and by_sdk["path"] == "/v1/models/acme/enum-video"
+    assert isinstance(model, Model) and model.visibility == "public"
+    assert isinstance(model.latest_version, Version)
+    schema = make_schema_backwards_compatible(
+        model.latest_version.openapi_schema, model.latest_version.cog_version
+    )
+    assert list(schema["components"]["schemas"]["Input"]["properties"]) == [
+        "prompt",
+        "negative_prompt",
+        "image",
+        "aspect_ratio",
+        "duration",
+        "resolution",
+        "seed",
+        "generate_audio",
+    ]
+    assert report.source.endswith(model.latest_version.id)
+
+    version = await model.versions.async_get(model.latest_version.id)
+    by_sdk = last(app)
+    pinned = f"acme/enum-video:{version.id}"
+    await adapter.describe_model(pinned, CREDS)
+    assert last(app) == by_sdk and isinstance(version, Version)
+    assert version.openapi_schema == model.latest_version.openapi_schema
+
+    # What the adapter then sends is what the SDK sends for the same inputs.
+    await sdk.models.predictions.async_create(
+        model="acme/enum-video",
+        input={"prompt": "A lighthouse at dusk", "aspect_ratio": "9:16", "duration": 10},
+    )
+    by_sdk = last(app)
+    await adapter.submit(req(model="acme/enum-video", duration=10, resolution="720p"), CREDS)
+    ours = last(app)
+    assert ours["body"]["input"].pop("resolution") == "720p"  # the standard default, sent
+    assert ours == by_sdk
+    replicate_adapter.SCHEMAS.clear()
 
 
 async def test_account_matches_the_sdk(

@@ -76,10 +76,15 @@ async def download_job(
     try:
         info = verify_video(local, expected_duration=request.duration, tolerance=0.5)
     except InvalidVideoError as e:
+        # The provider finished and was paid: a bad file must never make a re-run pay again.
+        # DOWNLOAD_FAILED is fetched again on a re-run; `--regenerate` pays for a new one.
         error = GenerationFailedError(
-            f"{adapter.key} returned an unusable file: {e}", provider=adapter.key
+            f"{adapter.key} returned an unusable file ({e}); a re-run fetches it again, and "
+            "`sceneflow batch ... --regenerate ID` pays for a new one",
+            provider=adapter.key,
         )
-        end_job(job_id, JobStatus.FAILED, error, user_id)
+        local.unlink(missing_ok=True)
+        end_job(job_id, JobStatus.DOWNLOAD_FAILED, error, user_id)
         raise error from e
     poster = _poster(local, logger, job_id)
     final = storage.publish(local, output_dir, name)

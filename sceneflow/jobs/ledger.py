@@ -75,6 +75,7 @@ __all__ = [
     "find_owned_job",
     "idempotency_key",
     "job_ref",
+    "last_send_error",
     "load_job",
     "log_attempt",
     "logged_call",
@@ -663,7 +664,9 @@ def settle(job_id: str, error: BaseException, user_id: str) -> JobStatus:
     with session_scope() as session:
         job = load_job(session, job_id)
         here = JobStatus(job.status)
-        if here in TERMINAL_STATUSES - {S.DOWNLOAD_FAILED}:
+        if here in TERMINAL_STATUSES - {S.DOWNLOAD_FAILED} or (
+            here == S.DOWNLOAD_FAILED and job.error == str(error)  # recorded by its step
+        ):
             return here
         if interrupted:
             store.update_job(session=session, job_id=job_id, error=reason)
@@ -695,6 +698,21 @@ def settle(job_id: str, error: BaseException, user_id: str) -> JobStatus:
                 session=session, user_id=user_id, provider=job.provider, is_valid=False
             )
         return to
+
+
+def last_send_error(job_id: str) -> str | None:
+    """Why the job's last send failed, as its attempt log has it: the first cause of an
+    UNKNOWN job, where its row's error holds what the lookups said since."""
+    with session_scope() as session:
+        attempt = session.exec(
+            select(store.GenerationAttempt)
+            .where(store.GenerationAttempt.job_id == job_id)
+            .where(store.GenerationAttempt.operation == "submit")
+            .order_by(col(store.GenerationAttempt.id).desc())
+        ).first()
+    if attempt is None or attempt.outcome != "error":
+        return None
+    return attempt.detail
 
 
 def log_attempt(

@@ -26,6 +26,7 @@ from sceneflow.jobs.ledger import (
     JobRef,
     accept_submission,
     job_ref,
+    last_send_error,
     load_job,
     log,
     log_attempt,
@@ -131,7 +132,10 @@ async def _recover(
     """Look the UNKNOWN job up; resume it, send it again once, or leave it UNKNOWN."""
     with session_scope() as session:
         job = load_job(session, job_id)
-    lost = f"The submit of job {job_id} to {adapter.key} may have created a job ({job.error})"
+    cause = last_send_error(job_id) or (
+        "the run that sent it stopped before the reply was recorded"
+    )
+    lost = f"The submit of job {job_id} to {adapter.key} may have created a job ({cause})"
     started = time.time()
     try:
         found = await find_lost_job(adapter, job_id, credentials)

@@ -424,3 +424,13 @@ async def test_lost_submit_reply_is_ambiguous_over_http():
         await client.aclose()
         await asyncio.sleep(1.0)  # the emulator still creates the task: the danger in question
     assert emu.submissions == 1
+
+
+async def test_a_lost_reply_is_ambiguous_and_the_task_exists() -> None:
+    emu = RunwayEmulator(latency=0.2)
+    emu.inject("submit", "lost")
+    with serve(emu.app) as url:
+        async with RunwayAdapter(base_url=url) as adapter:
+            with pytest.raises(AmbiguousSubmitError, match="HTTP 504"):
+                await adapter.submit(req(), CREDS)
+    assert emu.submissions == 1 and len(emu.jobs) == 1

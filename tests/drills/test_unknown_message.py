@@ -18,12 +18,6 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 USER = "drill-unknown"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: sceneflow/jobs/submit.py _recover builds the UNKNOWN message from "
-    "job.error, which on a re-run already holds the previous full message, so every re-run "
-    "nests the whole text again (the resubmit hint appears 2, 3, ... times)",
-)
 async def test_an_unknown_rows_message_does_not_grow_with_reruns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -156,7 +156,7 @@ class RunwayEmulator(Emulator):
         if body is _NOT_JSON:
             return _error("Request body must be valid JSON", 400), body, None
         fault = self.take_fault(op)
-        if fault is None or fault.kind in ("fail", "moderation"):
+        if fault is None or fault.kind in ("fail", "moderation", "lost"):
             return None, body, fault.kind if fault else None
         if fault.kind == "slow":
             await asyncio.sleep(fault.delay)
@@ -179,13 +179,15 @@ class RunwayEmulator(Emulator):
         spec = MODELS[endpoint][body["model"]]
         with self.lock:
             active = sum(1 for j in self.jobs.values() if self._status(j) in ("PENDING", "RUNNING"))
-        job = self.new_job(body, fail=failing is not None)
+        job = self.new_job(body, fail=failing in ("fail", "moderation"))
         job.extra.update(
             created_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             credits=spec[4] * _seconds(body),
             failure=MODERATED if failing == "moderation" else FAILURE,
             throttled=self.max_concurrent is not None and active >= self.max_concurrent,
         )
+        if failing == "lost":  # the task exists and is billed; the reply never arrives
+            return _error("upstream request timeout", 504)
         return JSONResponse({"id": job.id, "estimatedCost": {"credits": job.extra["credits"]}})
 
     def _status(self, job: Job) -> str:

@@ -267,7 +267,14 @@ def test_a_custom_run_of_batch_from_csv_finishes_with_its_results_artifact(
         ["boat", "3", "local", "COMPLETED"],
     ]
     page.screenshot(path=str(SHOTS / "results-artifact.png"))
-    assert sorted(p.name for p in out.iterdir()) == ["boat.mp4", "kite.mp4", "results.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "boat.jpg",
+        "boat.mp4",
+        "index.html",
+        "kite.jpg",
+        "kite.mp4",
+        "results.csv",
+    ]
     assert list(pd.read_csv(out / "results.csv")["status"]) == ["COMPLETED", "COMPLETED"]
 
 

@@ -249,6 +249,8 @@ class FalAdapter(HttpAdapter):
 
     key = "fal"
     default_base_url = DEFAULT_BASE_URL
+    # fal's OpenAPI documents are public: `describe_model` needs no stored key.
+    schema_credentials = False
     moderation_markers = ("content_policy_violation", "content checker", "nsfw", "moderation")
 
     def __init__(

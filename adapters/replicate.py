@@ -234,6 +234,8 @@ class ReplicateAdapter(HttpAdapter):
 
     key = "replicate"
     default_base_url = DEFAULT_BASE_URL
+    # Reading a model's schema takes the user's token (`describe_model`, `prepare`).
+    schema_credentials = True
     moderation_markers = (*HttpAdapter.moderation_markers, "flagged as sensitive", "(e005)")
 
     def capabilities(self) -> Capabilities:

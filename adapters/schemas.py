@@ -100,7 +100,12 @@ class SchemaField:
         """What the input takes, in words: '5, 10', 'whole numbers from 2 to 12', 'text'."""
         if self.enum is not None:
             return ", ".join(_show(v) for v in self.enum)
-        kind = {"integer": "whole numbers", "number": "numbers", "boolean": "true or false"}
+        kind = {
+            "integer": "whole numbers",
+            "number": "numbers",
+            "boolean": "true or false",
+            "string": "text",
+        }
         words = kind.get(self.type or "", self.type or "any value")
         low = _num(self.minimum if self.minimum is not None else self.exclusive_minimum)
         high = _num(self.maximum if self.maximum is not None else self.exclusive_maximum)

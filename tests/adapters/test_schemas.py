@@ -154,7 +154,7 @@ def test_a_model_without_a_prompt_or_with_an_input_nothing_fills_is_refused() ->
         "only drive models that take a prompt",
         "image_url: test model m needs a first frame (its input 'image' is required); set "
         "image_url to an http(s) or data: URL",
-        "model: test model m requires its input 'mask' (string), which no SceneFlow request "
+        "model: test model m requires its input 'mask' (text), which no SceneFlow request "
         "field fills; choose another model",
     ]
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from typing import Annotated, Any
 
 import typer
 from rich import box
 from rich.table import Table
 
 import adapters
+from sceneflow import credentials
 from sceneflow.app.cli.console import console, handle_errors, require_provider
-from sceneflow.providers import Capabilities, ModelCapabilities
+from sceneflow.errors import ConfigError, RequestValidationError
+from sceneflow.providers import Capabilities, ModelCapabilities, VideoAdapter
 
 
 @handle_errors
@@ -18,8 +21,29 @@ def providers(
     key: Annotated[
         str | None, typer.Argument(help="Show one provider's models, connection test and fields.")
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Show how each field reaches this model. A Replicate or fal model outside the "
+            "built-in table is read from its published input schema.",
+        ),
+    ] = None,
+    user: Annotated[
+        str,
+        typer.Option(
+            "--user", help="Whose stored credentials read a schema that needs them (Replicate)."
+        ),
+    ] = "default",
 ) -> None:
-    """List the providers; with KEY, show one provider in detail."""
+    """List the providers; with KEY, show one provider in detail; with --model, one model."""
+    if model is not None:
+        if key is None:
+            raise ConfigError(
+                "--model needs a provider: `sceneflow providers replicate --model owner/name`"
+            )
+        _model_details(adapters.get_adapter(require_provider(key)), model, user)
+        return
     if key is None:
         # The console soft-wraps (long lines stay whole for scripts), which would let a table
         # grow past the terminal's width; tables are laid out to fit it instead.
@@ -35,6 +59,55 @@ def providers(
         ratios = ", ".join(model_caps.aspect_ratios)
         # One line a model, whole (scripts grep it): soft-wrapped by the terminal if it must be.
         console.print(f"aspect ratios: {ratios}; durations: {_durations(model_caps)}")
+
+
+def _model_details(adapter: VideoAdapter, model: str, user: str) -> None:
+    """One model's mapping: from the built-in table, else read from its published schema."""
+    caps = adapter.capabilities()
+    describe = getattr(adapter, "describe_model", None)
+    source, unused, notes = "SceneFlow's built-in table", [], []
+    if model in caps.models:  # built in: nothing to read
+        model_caps = caps.models[model]
+    elif describe is None:
+        raise RequestValidationError(
+            [f"model: {adapter.key} has no model {model!r}; its models: {', '.join(caps.models)}"],
+            provider=adapter.key,
+        )
+    else:
+        opened = (
+            credentials.open_credentials(user, caps)
+            if getattr(adapter, "schema_credentials", True)
+            else None
+        )
+
+        async def read() -> Any:
+            try:
+                return await describe(model, opened)
+            finally:
+                await adapter.aclose()
+
+        report = asyncio.run(read())
+        model_caps, source = report.capabilities, report.source
+        unused, notes = report.unused, report.notes
+    table = Table("Field", "Support", "How", title=f"{adapter.key} / {model}")
+    for field, mapping in model_caps.fields.items():
+        table.add_row(field, mapping.support, mapping.note)
+    console.print(f"Limits from {source}.")
+    console.print(table, soft_wrap=False)
+    ratios = ", ".join(model_caps.aspect_ratios)
+    console.print(f"aspect ratios: {ratios}; durations: {_durations(model_caps)}")
+    kinds = [
+        k
+        for k, on in (("text", model_caps.text_to_video), ("image", model_caps.image_to_video))
+        if on
+    ]
+    console.print(f"takes: {' and '.join(kinds)} to video")
+    if unused:
+        console.print("Inputs SceneFlow does not set (the model's defaults apply):")
+        for line in unused:
+            console.print(f"  {line}")
+    for note in notes:
+        console.print(f"Note: {note}")
 
 
 def _provider_list() -> Table:

@@ -1,16 +1,28 @@
 """`sceneflow providers` fits an 80-column terminal, whatever providers are registered; the
-details it leaves out are in `sceneflow providers KEY`."""
+details it leaves out are in `sceneflow providers KEY`, and one model's mapping (read from its
+published schema for a Replicate or fal model outside the table) in `--model`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from starlette.applications import Starlette
 from typer.testing import CliRunner, Result
 
 import adapters
+from adapters import fal as fal_adapter
+from adapters import replicate as replicate_adapter
 from sceneflow.app.cli import app
 from sceneflow.app.cli.console import console
 from sceneflow.app.cli.providers import _durations
 from sceneflow.providers import ModelCapabilities
+from sceneflow.settings import get_settings
+from tests.support.emulators._base import Emulator, serve
+from tests.support.emulators.fal import FalEmulator
+from tests.support.emulators.replicate import TOKEN as REPLICATE_TOKEN
+from tests.support.emulators.replicate import VERSIONS as REPLICATE_VERSIONS
+from tests.support.emulators.replicate import create_app as replicate_emulator_app
 
 runner = CliRunner()
 
@@ -90,3 +102,98 @@ def test_durations_are_short(durations: list[float] | None, text: str) -> None:
         }
     )
     assert _durations(caps) == text
+
+
+# -- one model: --model ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def replicate_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Starlette, str]]:
+    replicate_adapter.SCHEMAS.clear()
+    app = replicate_emulator_app(Emulator())
+    with serve(app) as url:
+        monkeypatch.setenv("SCENEFLOW_BASE_URLS__REPLICATE", url)
+        yield app, url
+    replicate_adapter.SCHEMAS.clear()
+
+
+def run_cli(*args: str, input: str | None = None) -> Result:
+    get_settings.cache_clear()
+    return runner.invoke(app, list(args), input=input, env={"COLUMNS": "200"})
+
+
+def test_model_prints_the_mapping_read_from_a_replicate_schema_with_the_users_token(
+    replicate_emulator: tuple[Starlette, str],
+) -> None:
+    emulator, _ = replicate_emulator
+    assert run_cli("creds", "set", "ana", "replicate", input=REPLICATE_TOKEN).exit_code == 0
+    result = run_cli("providers", "replicate", "--model", "acme/frames-video", "--user", "ana")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    version = next(v for v, m in REPLICATE_VERSIONS.items() if m == "acme/frames-video")
+    assert f"Limits from the published input schema of its latest version {version}." in out
+    assert "replicate / acme/frames-video" in out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") == 4}
+    assert "input 'num_frames' = duration x fps (input 'frames_per_second')" in rows["duration"]
+    assert "mapped" in rows["resolution"] and "inputs 'width' and 'height'" in rows["resolution"]
+    assert "input 'first_frame_image' (required)" in rows["image_url"]
+    assert "unsupported" in rows["negative_prompt"]
+    assert "aspect ratios: 16:9, 9:16, 1:1, 4:3, 3:4, 21:9; durations: 1.06-10.06 s" in out
+    assert "takes: image to video" in out
+    # The token went to the emulator only as the Bearer header, and never to the output.
+    (read,) = [e for e in emulator.state.recorded if e["method"] == "GET"]
+    assert read["path"] == "/v1/models/acme/frames-video"
+    assert read["headers"]["authorization"] == f"Bearer {REPLICATE_TOKEN}"
+    assert REPLICATE_TOKEN not in result.output
+
+
+def test_model_reports_the_audio_switch_and_the_inputs_left_at_their_defaults(
+    replicate_emulator: tuple[Starlette, str],
+) -> None:
+    run_cli("creds", "set", "default", "replicate", input=REPLICATE_TOKEN)
+    out = run_cli("providers", "replicate", "--model", "acme/enum-video").stdout
+    assert "Inputs SceneFlow does not set (the model's defaults apply):" in out
+    assert "  generate_audio: true or false (default true)" in out
+    assert (
+        "Note: audio: the model has a switch, input 'generate_audio' (default true); "
+        "SceneFlow's request has no audio field yet, so it is not sent and the model's "
+        "default applies" in out
+    )
+
+
+def test_model_errors_are_one_line(replicate_emulator: tuple[Starlette, str]) -> None:
+    missing = run_cli("providers", "replicate", "--model", "acme/enum-video", "--user", "bo")
+    assert missing.exit_code == 1 and missing.stdout == ""
+    assert missing.stderr.startswith("Error: ") and "bo" in missing.stderr
+    assert "sceneflow creds set" in missing.stderr
+    run_cli("creds", "set", "default", "replicate", input=REPLICATE_TOKEN)
+    unknown = run_cli("providers", "replicate", "--model", "nobody/nothing")
+    assert unknown.exit_code == 1 and unknown.stderr.count("\n") == 1
+    assert "Replicate has no model 'nobody/nothing' that this token can see" in unknown.stderr
+    no_key = run_cli("providers", "--model", "acme/enum-video")
+    assert no_key.exit_code == 1
+    assert "--model needs a provider: `sceneflow providers replicate --model" in no_key.stderr
+    local = run_cli("providers", "local", "--model", "nope")
+    assert local.exit_code == 1 and "local has no model 'nope'; its models:" in local.stderr
+
+
+def test_model_of_the_built_in_table_needs_no_credentials() -> None:
+    result = run_cli("providers", "replicate", "--model", "google/veo-3.1", "--user", "nobody")
+    assert result.exit_code == 0, result.output
+    assert "Limits from SceneFlow's built-in table." in result.stdout
+    assert "aspect ratios: 16:9, 9:16; durations: 4, 6, 8 s" in result.stdout
+
+
+def test_model_reads_a_fal_schema_without_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    fal_adapter.SCHEMAS.clear()
+    emulator = FalEmulator()
+    with serve(emulator.app) as url:
+        monkeypatch.setenv("SCENEFLOW_BASE_URLS__FAL_SCHEMA", url)
+        result = run_cli("providers", "fal", "--model", "fal-ai/acme/range-video")
+    fal_adapter.SCHEMAS.clear()
+    assert result.exit_code == 0, result.output
+    assert "Limits from its published OpenAPI document" in result.stdout
+    assert "input 'fps': whole numbers from 8 to 30" in result.stdout
+    assert "durations: 2-12 s" in result.stdout
+    assert "  guidance_scale: numbers from 1 to 20 (default 7.5)" in result.stdout
+    assert [e["headers"].get("authorization") for e in emulator.log] == [None]

@@ -74,19 +74,22 @@ async def generate_batch(
         for key, adapter in adapters.items()
     }
     limits = {key: asyncio.Semaphore(max_concurrency) for key in providers}
-    refs = [
-        ledger.prepare_job(
-            user_id=user_id,
-            provider=row.provider,
-            request=row.request,
-            row_id=row.row_id,
-            occurrence=row.occurrence,
-            batch_id=batch_id,
-            row_number=row.row_number,
-            regenerate=row.row_id in again,
-        )
-        for row in batch.rows
-    ]
+    # One transaction for every row: a transaction a row held the event loop for seconds.
+    refs = ledger.prepare_jobs(
+        user_id=user_id,
+        batch_id=batch_id,
+        specs=[
+            ledger.JobSpec(
+                provider=row.provider,
+                request=row.request,
+                row_id=row.row_id,
+                occurrence=row.occurrence,
+                row_number=row.row_number,
+                regenerate=row.row_id in again,
+            )
+            for row in batch.rows
+        ],
+    )
     if resubmit_unknown:
         for ref in refs:
             if ref.status == JobStatus.UNKNOWN:

@@ -53,7 +53,8 @@ def _check_prefect() -> Verdict:
         return _line(
             "ok",
             "prefect api",
-            "ephemeral (PREFECT_API_URL is not set): fine for single runs; schedules, workers "
+            "local (PREFECT_API_URL is not set): each command starts its own Prefect API and "
+            "stops it when it ends; fine for single runs; schedules, workers "
             "and the UI need `make serve`",
         )
     problem = asyncio.run(_health(url))

@@ -314,6 +314,8 @@ def batch(
         console.print(f"  … and {len(summary.failures) - 20} more in results.csv")
     videos = summary.output_dir if "://" in output else str(Path(output).resolve())
     console.print(f"Batch: {summary.batch_id}\nVideos: {videos}\nResults: {summary.results_csv}")
+    if summary.gallery:
+        console.print(f"Gallery: {summary.gallery} (open it in a browser)")
     if summary.failures:
         raise typer.Exit(1)
 

@@ -48,7 +48,7 @@ def test_doctor_passes_on_a_healthy_setup_and_migrates_the_database(
     lines = result.stdout.splitlines()
     assert lines[0].startswith("ok   encryption key: ENCRYPTION_KEY is well formed (key id ")
     assert lines[1].startswith("ok   database: sqlite:///") and "at the latest schema" in lines[1]
-    assert lines[2].startswith("ok   prefect api: ephemeral (PREFECT_API_URL is not set)")
+    assert lines[2].startswith("ok   prefect api: local (PREFECT_API_URL is not set)")
     assert lines[3].startswith("ok   credentials ann/runway: valid (last checked ")
     assert (
         lines[4] == "warn credentials bob/luma: never tested; run `sceneflow creds test bob luma`"

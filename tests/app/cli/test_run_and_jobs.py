@@ -152,6 +152,7 @@ def test_batch_with_a_bad_row_exits_1_and_says_what_failed_and_where(tmp_path: P
     assert "1 of 2 rows completed, 0 failed, 1 invalid." in lines
     assert any(line.strip().startswith("row 3: aspect_ratio: must be one of") for line in lines)
     assert f"Results: {out}/results.csv" in lines
+    assert f"Gallery: {out}/index.html (open it in a browser)" in lines
     results = pd.read_csv(out / "results.csv", dtype=str, keep_default_na=False)
     good = results[results["id"] == "good"].iloc[0]
     assert good["status"] == "COMPLETED" and Path(good["output_path"]).is_file()

@@ -374,3 +374,20 @@ async def test_connection_reads_credits(luma: LumaAdapter, emu: LumaEmulator) ->
     await luma.test_connection(CREDS)
     assert (emu.recorded[-1]["method"], emu.recorded[-1]["path"]) == ("GET", f"{PREFIX}/credits")
     await raises(AuthError, luma.test_connection(Credentials({"api_key": WRONG_KEY})))
+
+
+async def test_a_slow_submit_makes_its_own_job_while_another_arrives() -> None:
+    emu = LumaEmulator(latency=0.2)
+    emu.inject("submit", "slow", delay=0.5)
+    with serve(emu.app) as url:
+        async with LumaAdapter(base_url=url + PREFIX) as luma:
+
+            async def later() -> str:
+                await asyncio.sleep(0.1)  # arrives while the slow one is held
+                return await luma.submit(req(prompt="A quick sparrow"), CREDS)
+
+            slow, quick = await asyncio.gather(
+                luma.submit(req(prompt="A slow heron"), CREDS), later()
+            )
+    assert emu.jobs[slow].body["prompt"].startswith("A slow heron")
+    assert emu.jobs[quick].body["prompt"].startswith("A quick sparrow")

@@ -123,17 +123,22 @@ class LumaEmulator(Emulator):
     async def create(self, request: Request) -> Response:
         if denied := await self._enter(request):
             return denied
+        raw = await request.body()
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
         fault = self.take_fault("submit")
         # Luma accepts the job and reports moderation or a job failure later, in failure_reason.
         if fault is not None and fault.kind in ("moderation", "fail"):
             reason = MODERATION_REASON if fault.kind == "moderation" else FAILURE_REASON
-            return self._accept(request, reason=reason)
+            return self._accept(request, body, reason=reason)
         if fault is not None and fault.kind == "lost":
-            created = self._accept(request, reason=None)
+            created = self._accept(request, body, reason=None)
             return created if created.status_code != 201 else _detail("Gateway Timeout", 504)
         if (answer := await self._answer(fault)) is not None:
             return answer
-        return self._accept(request, reason=None)
+        return self._accept(request, body, reason=None)
 
     async def list(self, request: Request) -> Response:
         """Newest first, `limit` (default 10, as an unstated server default) from `offset`."""
@@ -155,8 +160,9 @@ class LumaEmulator(Emulator):
             }
         )
 
-    def _accept(self, request: Request, *, reason: str | None) -> Response:
-        body = self.recorded[-1]["body"]
+    def _accept(self, request: Request, body: Any, *, reason: str | None) -> Response:
+        # This request's own body: with slow replies in flight, the last one recorded may be
+        # another request's.
         if not isinstance(body, dict):
             missing = {"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}
             return JSONResponse({"detail": [missing]}, 422)

@@ -58,6 +58,7 @@ async def generate_batch(
         raise ValueError("max_concurrency must be at least 1")
     logger = get_run_logger()
     batch_id = batch_id or batches.batch_id_for(csv_path, user_id)
+    batches.claim_output_folder(output_dir, batch_id)
     again = set(regenerate or ())
     batch = read_prompts(csv_path, Provider(provider).value)
     providers = sorted({row.provider for row in batch.rows})

@@ -13,6 +13,8 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, field_validator
 
+from sceneflow import storage
+from sceneflow.errors import ConfigError
 from sceneflow.jobs.ledger import JobRef, JobSummary
 from sceneflow.models import JobStatus
 from sceneflow.prompts import PromptRow, RowProblem
@@ -22,6 +24,7 @@ __all__ = [
     "RESULT_COLUMNS",
     "ResultRecord",
     "batch_id_for",
+    "claim_output_folder",
     "invalid_record",
     "results_csv",
     "row_record",
@@ -78,6 +81,25 @@ class BatchSummary(BaseModel):
 def batch_id_for(csv_path: str, user_id: str) -> str:
     """The same CSV for the same user is the same batch, so a re-run resumes it."""
     return hashlib.sha256(f"{user_id}\x1f{csv_path}".encode()).hexdigest()[:16]
+
+
+OWNER_FILE = ".sceneflow-batch"
+
+
+def claim_output_folder(output_dir: str, batch_id: str) -> None:
+    """Make `output_dir` this batch's folder, or refuse before anything is sent: video names
+    are unique within a batch, so two batches in one folder could overwrite each other's."""
+    marker = f"{output_dir.rstrip('/')}/{OWNER_FILE}"
+    if storage.exists(marker):
+        owner = storage.read_text(marker).strip()
+        if owner != batch_id:
+            raise ConfigError(
+                f"The output folder {output_dir} holds the videos of batch {owner}, so batch "
+                f"{batch_id} cannot write there: pass another --output (one folder per batch), "
+                f"or --batch-id {owner} if this CSV continues that batch."
+            )
+        return
+    storage.write_text(marker, batch_id + "\n")
 
 
 def neutralise(value: Any) -> Any:

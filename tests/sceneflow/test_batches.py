@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from sceneflow.batches import (
     ResultRecord,
@@ -103,3 +105,29 @@ def test_results_read_back_from_shards_become_records_again() -> None:
     records, merged = merge_results([(shard, text)])
     assert records == [ResultRecord(row_number=12, status="COMPLETED", attempts=2, duration=5.0)]
     assert "\n,12,,,,COMPLETED," in merged
+
+
+def test_an_output_folder_belongs_to_one_batch(tmp_path: Path) -> None:
+    from sceneflow.batches import claim_output_folder
+    from sceneflow.errors import ConfigError
+
+    folder = str(tmp_path / "out")
+    claim_output_folder(folder, "batch-a")
+    claim_output_folder(folder, "batch-a")  # a re-run of the same batch
+    with pytest.raises(ConfigError) as e:
+        claim_output_folder(folder, "batch-b")
+    assert str(e.value) == (
+        f"The output folder {folder} holds the videos of batch batch-a, so batch batch-b cannot "
+        "write there: pass another --output (one folder per batch), or --batch-id batch-a if "
+        "this CSV continues that batch."
+    )
+
+
+def test_video_names_never_collide_within_a_batch() -> None:
+    from sceneflow.jobs.download import output_name
+
+    ids = ["a/b", "a_b", "a.b", "x" * 300 + "1", "x" * 300 + "2", "kite", None]
+    names = [output_name(f"job{n}", row_id) for n, row_id in enumerate(ids)]
+    assert len(set(names)) == len(names)
+    assert names[1] == "a_b.mp4" and names[5] == "kite.mp4" and names[6] == "job6.mp4"
+    assert all(len(name) <= 80 for name in names)

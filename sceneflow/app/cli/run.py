@@ -222,7 +222,14 @@ def batch(
     csv: Annotated[str, typer.Argument(help="Prompt CSV: a path or fsspec URL.")],
     provider: ProviderOpt = "local",
     user: UserOpt = "default",
-    output: OutputOpt = "outputs",
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Folder or fsspec URL, one per batch (default: outputs/<CSV name>)",
+        ),
+    ] = None,
     max_concurrency: Annotated[int, typer.Option(min=1, help="Jobs at once per provider")] = 4,
     batch_id: Annotated[
         str | None,
@@ -242,6 +249,7 @@ def batch(
     A re-run of the same CSV resumes it: completed rows are reused, never paid again."""
     require_provider(provider)
     source = str(Path(csv).resolve()) if "://" not in csv else csv
+    output = output or f"outputs/{Path(source.rstrip('/')).stem}"
     # What can be checked before Prefect starts is checked here, without a flow-run traceback:
     # the settings, the whole CSV (every row) and the credentials of every provider it uses.
     console.print(f"Validating the rows of {Path(source).name if '://' not in source else source}…")

@@ -157,3 +157,20 @@ def test_deadlines_come_from_the_flow_then_settings_then_the_provider(
     )
     assert deadlines_for("runway", caps, running=5).running == 5
     assert deadlines_for("luma", caps).queued == 100  # another provider's override is not ours
+
+
+async def test_a_burst_of_status_errors_never_abandons_a_running_job(
+    clock: Clock, job_id: str
+) -> None:
+    from sceneflow.errors import TransientError
+
+    class Bursty(Scripted):
+        async def status(self, provider_job_id: str, credentials: Credentials) -> Any:
+            self.calls = getattr(self, "calls", 0) + 1
+            if 2 <= self.calls <= 8:  # seven failed checks in a row
+                raise TransientError("runway answered HTTP 502", provider="runway")
+            return await super().status(provider_job_id, credentials)
+
+    result = await wait(Bursty([P, P, C]), job_id, clock, queued=100, running=300)
+    assert result.status == C
+    assert status_of(job_id)[0] == "GENERATED"

@@ -209,14 +209,18 @@ def test_two_runs_of_one_batch_at_once_pay_every_row_once(
     source, out = tmp_path / "twice.csv", tmp_path / "out"
     source.write_text(drills.csv_text({"runway": rows}, prefix))
     emu = fleet.emulators["runway"]
-    # Every submit's job is created at once and its reply held for 1.5 s.
+    # Every submit's job is created at once and its reply held for 1.5 s, and jobs run long
+    # enough that the second run, which starts its own Prefect API (about 5-10 s), arrives
+    # while the first still holds them.
     emu.set_fault_rates({"slow": 1.0}, ops=["submit"], seed=1, slow_delay=1.5)
+    latency, emu.latency = emu.latency, 20.0
     args = _batch_args(source, out, 4)
     logs = [tmp_path / "first.log", tmp_path / "second.log"]
     procs = [drills.start_cli(args, env, log) for log in logs]
     try:
         codes = [p.wait(timeout=300) for p in procs]
     finally:
+        emu.latency = latency
         for p in procs:
             if p.poll() is None:
                 drills.kill_group(p)

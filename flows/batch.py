@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 from prefect import flow, get_run_logger
 
 from adapters import Provider, get_adapter
-from flows.steps import run_job
+from adapters.base import HttpAdapter
+from flows.steps import run_group
 from sceneflow import batches, storage
 from sceneflow.batches import BatchSummary, ResultRecord
 from sceneflow.errors import SceneFlowError
 from sceneflow.jobs import ledger
+from sceneflow.jobs.lanes import LaneJob, LaneWork, lane_size
 from sceneflow.jobs.ledger import JobRef
 from sceneflow.jobs.poll import deadlines_for
 from sceneflow.models import JobStatus
 from sceneflow.prompts import PromptBatch, PromptRow
 from sceneflow.providers import Credentials
+from sceneflow.tables import utcnow
 from tasks.batch import Progress, read_prompts, write_results
 from tasks.credentials import load_credentials
 from tasks.record import finish_job
@@ -69,9 +73,19 @@ async def generate_batch(
         except SceneFlowError as e:
             logger.error("%s rows cannot run: %s", key, e)
             credentials[key] = e
-    adapters = {key: get_adapter(key) for key in providers}
-    deadlines = {
-        key: deadlines_for(key, adapter.capabilities(), deadline_seconds)
+    # One HTTP pool a provider, sized to its lanes: httpx's default pool of 100 made httpcore
+    # scan idle connections on every request (issue 10).
+    clients = {key: _client(max_concurrency) for key in providers}
+    adapters = {key: get_adapter(key, client=clients[key]) for key in providers}
+    since = utcnow()
+    work = {
+        key: LaneWork(
+            adapter=adapter,
+            credentials=credentials[key],
+            user_id=user_id,
+            output_dir=output_dir,
+            deadlines=deadlines_for(key, adapter.capabilities(), deadline_seconds),
+        )
         for key, adapter in adapters.items()
     }
     limits = {key: asyncio.Semaphore(max_concurrency) for key in providers}
@@ -97,58 +111,36 @@ async def generate_batch(
                 ledger.allow_resubmit(ref.job_id, "sent again: asked for with resubmit_unknown")
     progress = Progress(len(batch.rows) + len(batch.problems))
     await progress.start(batch_id, already_done=len(batch.problems))
+    rows = _Rows(batch.rows, refs, progress, user_id=user_id, batch_id=batch_id)
 
-    def record(row: PromptRow, job: JobRef, done: JobRef | None) -> ResultRecord:
-        summary = finish_job(job.job_id, user_id=user_id, batch_id=batch_id, row_id=row.row_id)
-        return batches.row_record(row, summary, done)
+    async def run(key: str, group: list[LaneJob]) -> None:
+        async with limits[key]:
+            first, last = rows.numbers(group)
+            done = await run_group(
+                group, work[key], label=f"{key} rows {first}-{last}", since=since, hooks=rows
+            )
+        for job, ref in zip(group, done, strict=True):
+            await rows.finished(job, ref)  # a cached group never ran its hooks
 
-    started: set[str] = set()
-
-    async def run(row: PromptRow, job: JobRef) -> ResultRecord:
-        done = None
-        async with limits[row.provider]:
-            started.add(job.job_id)
-            try:
-                opened = credentials[row.provider]
-                if isinstance(opened, SceneFlowError):
-                    raise opened
-                done = await run_job(
-                    job,
-                    adapters[row.provider],
-                    opened,
-                    user_id=user_id,
-                    output_dir=output_dir,
-                    deadlines=deadlines[row.provider],
-                    row_id=row.row_id,
-                )
-            except SceneFlowError:
-                pass  # run_job has recorded what the error means for the row
-        await progress.tick()
-        return record(row, job, done)
-
-    running = [asyncio.ensure_future(run(r, j)) for r, j in zip(batch.rows, refs, strict=True)]
+    running = [
+        asyncio.ensure_future(run(key, group))
+        for key in providers
+        for group in _groups(rows.jobs(key), max_concurrency)
+    ]
     try:
-        # return_exceptions: a bug hit by one row must not abandon the rows still running.
-        await asyncio.gather(*running, return_exceptions=True)
+        await asyncio.gather(*running)
     except asyncio.CancelledError:
-        # Ctrl-C in the CLI cancels this flow's task. gather has cancelled every row still
-        # waiting or running and returned once each had settled its job in the ledger.
-        await _interrupted(batch, refs, running, started, output_dir, batch_id)
+        # Ctrl-C in the CLI cancels this flow's task. gather has cancelled every group still
+        # waiting or running; each settled its job in flight in the ledger.
+        await _interrupted(batch, refs, rows, output_dir, batch_id)
         raise
     finally:
-        for adapter in adapters.values():
-            await adapter.aclose()
+        for running_group in running:
+            running_group.cancel()  # a group that failed must not leave its siblings running
+        for client in clients.values():
+            await client.aclose()
     await progress.tick(final=True)
-    records = [batches.invalid_record(p) for p in batch.problems]
-    unexpected: list[BaseException] = []
-    for row, job, outcome in zip(batch.rows, refs, running, strict=True):
-        error = asyncio.CancelledError() if outcome.cancelled() else outcome.exception()
-        if error is not None:
-            logger.error("row %d hit an unexpected error", row.row_number, exc_info=error)
-            unexpected.append(error)
-            records.append(record(row, job, None))
-        else:
-            records.append(outcome.result())
+    records = [batches.invalid_record(p) for p in batch.problems] + rows.records()
     summary = await write_results(records, output_dir, batch_id)
     logger.info(
         "batch %s: %d completed, %d failed, %d invalid; results in %s, gallery in %s",
@@ -159,18 +151,69 @@ async def generate_batch(
         summary.results_csv,
         summary.gallery,
     )
-    if unexpected:
-        raise unexpected[0]
     return summary
 
 
+def _client(concurrency: int) -> httpx.AsyncClient:
+    pool = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    return httpx.AsyncClient(timeout=HttpAdapter.timeout, limits=pool)
+
+
+def _groups(jobs: list[LaneJob], concurrency: int) -> list[list[LaneJob]]:
+    size = lane_size(len(jobs), concurrency)
+    return [jobs[i : i + size] for i in range(0, len(jobs), size)]
+
+
+class _Rows:
+    """The batch's rows and their jobs: which started, and each one's record once it ended
+    (the RowHooks a group calls). Recording a row emits its event and ticks the progress."""
+
+    def __init__(
+        self,
+        rows: list[PromptRow],
+        refs: list[JobRef],
+        progress: Progress,
+        *,
+        user_id: str,
+        batch_id: str,
+    ) -> None:
+        self.rows = {ref.job_id: row for row, ref in zip(rows, refs, strict=True)}
+        self.refs = refs
+        self.progress = progress
+        self.user_id = user_id
+        self.batch_id = batch_id
+        self.begun: set[str] = set()
+        self.ended: dict[str, ResultRecord] = {}
+
+    def jobs(self, provider: str) -> list[LaneJob]:
+        return [
+            LaneJob(**ref.model_dump(), row_id=self.rows[ref.job_id].row_id)
+            for ref in self.refs
+            if ref.provider == provider
+        ]
+
+    def numbers(self, group: list[LaneJob]) -> tuple[int, int]:
+        return self.rows[group[0].job_id].row_number, self.rows[group[-1].job_id].row_number
+
+    async def started(self, job: JobRef) -> None:
+        self.begun.add(job.job_id)
+
+    async def finished(self, job: JobRef, done: JobRef | None) -> None:
+        if job.job_id in self.ended:
+            return
+        row = self.rows[job.job_id]
+        summary = finish_job(
+            job.job_id, user_id=self.user_id, batch_id=self.batch_id, row_id=row.row_id
+        )
+        self.ended[job.job_id] = batches.row_record(row, summary, done)
+        await self.progress.tick()
+
+    def records(self) -> list[ResultRecord]:
+        return [self.ended[ref.job_id] for ref in self.refs if ref.job_id in self.ended]
+
+
 async def _interrupted(
-    batch: PromptBatch,
-    refs: list[JobRef],
-    rows: list[asyncio.Task[ResultRecord]],
-    started: set[str],
-    output_dir: str,
-    batch_id: str,
+    batch: PromptBatch, refs: list[JobRef], rows: _Rows, output_dir: str, batch_id: str
 ) -> None:
     """Record every row of an interrupted batch, from the ledger, in results.csv.
 
@@ -181,12 +224,12 @@ async def _interrupted(
     if task is not None:
         task.uncancel()  # the bookkeeping below must not be cancelled by the same request
     records = [batches.invalid_record(p) for p in batch.problems]
-    for row, job, outcome in zip(batch.rows, refs, rows, strict=True):
-        if outcome.done() and not outcome.cancelled() and outcome.exception() is None:
-            records.append(outcome.result())
+    for row, job in zip(batch.rows, refs, strict=True):
+        if job.job_id in rows.ended:
+            records.append(rows.ended[job.job_id])
             continue
         record = batches.row_record(row, ledger.summarize(job.job_id))
-        if job.job_id not in started and record.status != JobStatus.COMPLETED:
+        if job.job_id not in rows.begun and record.status != JobStatus.COMPLETED:
             record = record.model_copy(
                 update={"error": "not started: the batch was interrupted; a re-run runs it"}
             )

@@ -1,15 +1,17 @@
-"""generate_video: one request, one Prefect flow, one task per step."""
+"""generate_video: one request, one Prefect flow; the job runs as a group of one."""
 
 from __future__ import annotations
 
 from prefect import flow
 
 from adapters import Provider, get_adapter
-from flows.steps import run_job
+from flows.steps import run_group
 from sceneflow.errors import SceneFlowError
 from sceneflow.jobs import ledger
+from sceneflow.jobs.lanes import LaneJob, LaneWork
 from sceneflow.jobs.poll import deadlines_for
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
+from sceneflow.tables import utcnow
 from tasks.credentials import load_credentials
 from tasks.generation import validate_request
 from tasks.record import record_outcome
@@ -36,22 +38,34 @@ async def generate_video(
             per provider. Time in the provider's queue has its own limit (README, Configuration).
     """
     provider_key = Provider(provider).value
+    since = utcnow()
     warnings = validate_request(provider_key, request)
     credentials = await load_credentials(user_id, provider_key)
-    job = ledger.prepare_job(
+    prepared = ledger.prepare_job(
         user_id=user_id, provider=provider_key, request=request, regenerate=force
     )
     adapter = get_adapter(provider_key)
-    deadlines = deadlines_for(provider_key, adapter.capabilities(), deadline_seconds)
+    work = LaneWork(
+        adapter=adapter,
+        credentials=credentials,
+        user_id=user_id,
+        output_dir=output_dir,
+        deadlines=deadlines_for(provider_key, adapter.capabilities(), deadline_seconds),
+    )
     try:
-        job = await run_job(
-            job, adapter, credentials, user_id=user_id, output_dir=output_dir, deadlines=deadlines
+        (job,) = await run_group(
+            [LaneJob(**prepared.model_dump())],
+            work,
+            label=provider_key,
+            since=since,
+            raise_error=True,
         )
     except SceneFlowError:
-        record_outcome(job.job_id, user_id)
+        record_outcome(prepared.job_id, user_id)
         raise
     finally:
         await adapter.aclose()
+    assert job is not None  # a job that did not complete raised why, above
     summary = record_outcome(job.job_id, user_id)
     return StandardVideoResult(
         status=JobStatus.COMPLETED,

@@ -12,6 +12,8 @@ No message ever carries a credential, an auth header or a signed URL.
     │   ├── CredentialsError ...... stored credentials missing, malformed or marked invalid
     │   ├── RequestValidationError  the request breaks SceneFlow's or the provider's limits
     │   └── NotFoundError ......... a user/provider/job that does not exist
+    ├── OrchestrationError ........ Prefect could not run the task that carries a job (its API
+    │                               refused or failed); retried: nothing was sent for the job
     └── ProviderError ............. the provider (or the way to it) failed; carries `provider`
         ├── AuthError ............. 401/403: the key was rejected; marks is_valid false
         ├── RateLimitedError ...... 429: retried after `retry_after` seconds
@@ -37,6 +39,7 @@ __all__ = [
     "GenerationTimeoutError",
     "ModerationError",
     "NotFoundError",
+    "OrchestrationError",
     "ProviderError",
     "RateLimitedError",
     "RejectedError",
@@ -83,6 +86,11 @@ class RequestValidationError(ConfigError):
 
 class NotFoundError(ConfigError):
     pass
+
+
+class OrchestrationError(SceneFlowError):
+    """Prefect failed around a job, not the provider: a job it never started was not sent, and
+    one with a provider job keeps it, so a re-run picks either up without paying twice."""
 
 
 class ProviderError(SceneFlowError):
@@ -137,7 +145,7 @@ class GenerationTimeoutError(ProviderError):
 
 # Transient failures and rate limits are the only errors worth trying again. A lost submit
 # (AmbiguousSubmitError) is not among them: it may have been billed (design.md §3).
-RETRYABLE: tuple[type[ProviderError], ...] = (TransientError, RateLimitedError)
+RETRYABLE: tuple[type[SceneFlowError], ...] = (TransientError, RateLimitedError, OrchestrationError)
 
 
 def is_retryable(error: BaseException) -> bool:

@@ -1,12 +1,16 @@
-"""One Prefect task per step of a generation. Each wraps one function of `sceneflow.jobs`.
+"""The Prefect task that runs a group of jobs, one at a time (`sceneflow.jobs.lanes`).
 
-submit_generation and download_video are cached by the job's idempotency key and generation,
-so a re-run is answered from Prefect's cache; their results hold only ids, paths and statuses.
-The job table stays the source of truth when the cache is cold or on another machine.
+One task run a group, not three a job: each task run costs Prefect's API its state events and
+the flow its task engine (docs/architecture.md, "Task runs"). The group is cached by its jobs'
+idempotency keys and generations once every video is in place, so a re-run is answered from
+Prefect's cache; the cached result holds only ids, paths and statuses. The job table stays the
+source of truth when the cache is cold or on another machine.
 """
 
 from __future__ import annotations
 
+import hashlib
+from datetime import datetime
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -14,23 +18,25 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
 from adapters import get_adapter
-from sceneflow.jobs import download, ledger, poll, submit
+from sceneflow.jobs import lanes, ledger
+from sceneflow.jobs.lanes import LaneJob, LaneWork, RowHooks
 from sceneflow.jobs.ledger import JobRef
-from sceneflow.models import StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Credentials, VideoAdapter
+from sceneflow.models import JobStatus, StandardVideoRequest
 from tasks.policies import RETRY_OPTIONS
 
 
-def _job_key(step: str):  # type: ignore[no-untyped-def]
-    def key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
-        job: JobRef = parameters["job"]
-        if step == "download" and not ledger.video_in_place(job.job_id):
-            return None  # not saved yet, or deleted since: only a fetch can answer, uncached
-        # The job id pins the key to one row of one database: a cache that outlives its
-        # database (or is shared with another) can never answer for a different job.
-        return f"sceneflow-{step}-{job.idempotency_key}-{job.job_id}-g{job.generation}"
-
-    return key
+def _group_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    jobs: list[LaneJob] = parameters["jobs"]
+    # Only a group whose every video is saved can be answered without a fetch; the statuses
+    # the flow prepared tell most groups apart without reading a row.
+    if any(job.status != JobStatus.COMPLETED for job in jobs) or not all(
+        ledger.video_in_place(job.job_id) for job in jobs
+    ):
+        return None
+    # The job ids pin the key to rows of one database: a cache that outlives its database (or
+    # is shared with another) can never answer for different jobs.
+    ids = "|".join(f"{j.idempotency_key}-{j.job_id}-g{j.generation}" for j in jobs)
+    return f"sceneflow-group-{hashlib.sha256(ids.encode()).hexdigest()}"
 
 
 def check_request(provider: str, request: StandardVideoRequest) -> list[str]:
@@ -48,66 +54,36 @@ def validate_request(provider: str, request: StandardVideoRequest) -> list[str]:
 
 
 @task(
-    cache_key_fn=_job_key("submit"),
+    cache_key_fn=_group_key,
     persist_result=True,
     **RETRY_OPTIONS,
-    task_run_name="submit[{job.provider}]",
+    task_run_name="generate[{label}]",
 )
-async def submit_generation(
-    job: JobRef, adapter: VideoAdapter, credentials: Credentials, user_id: str
-) -> JobRef:
-    """Send the job to the provider once and store its job id at once."""
-    return await submit.submit_job(
-        adapter, job.job_id, credentials, user_id=user_id, logger=get_run_logger()
-    )
-
-
-# No Prefect retries here: a failed status check costs nothing, so the wait itself retries
-# transient errors until the job's deadline, however many come in a row.
-@task(cache_policy=NO_CACHE, persist_result=False, task_run_name="wait[{job.provider}]")
-async def wait_for_generation(
-    job: JobRef,
-    adapter: VideoAdapter,
-    credentials: Credentials,
-    user_id: str,
-    deadlines: poll.Deadlines,
-    owner: str | None = None,
-) -> StandardVideoResult:
-    """Poll adaptively until the job is done; cancel it and time out at a deadline."""
-    return await poll.wait_for_job(
-        adapter,
-        job.job_id,
-        credentials,
-        user_id=user_id,
-        deadlines=deadlines,
-        owner=owner,
+async def generate_videos(
+    jobs: list[LaneJob],
+    work: LaneWork,
+    label: str,
+    since: datetime,
+    hooks: RowHooks | None = None,
+    raise_error: bool = False,
+) -> list[JobRef | None]:
+    """Take each job of the group to a verified video, one after another, and end every one in
+    the ledger. A transient error is retried by Prefect (the policy in tasks/policies.py); the
+    retry resumes only the jobs that have not ended since `since`. With `raise_error` (a group
+    of one job, for a caller that wants its error), a job that did not complete raises why."""
+    context = TaskRunContext.get()
+    run_count = context.task_run.run_count if context else 1
+    retries = context.task.retries if context else 0
+    result = await lanes.run_lane(
+        jobs,
+        work,
+        retry_left=run_count <= retries,
+        since=since if run_count > 1 else None,
+        hooks=hooks,
         logger=get_run_logger(),
     )
-
-
-@task(
-    cache_key_fn=_job_key("download"),
-    persist_result=True,
-    **RETRY_OPTIONS,
-    task_run_name="download[{job.provider}]",
-)
-async def download_video(
-    job: JobRef,
-    adapter: VideoAdapter,
-    credentials: Credentials,
-    result: StandardVideoResult,
-    user_id: str,
-    output_dir: str,
-    row_id: str | None = None,
-) -> JobRef:
-    """Fetch the video as soon as it is done and verify it before calling the job COMPLETED."""
-    return await download.download_job(
-        adapter,
-        job.job_id,
-        result,
-        credentials,
-        user_id=user_id,
-        output_dir=output_dir,
-        row_id=row_id,
-        logger=get_run_logger(),
-    )
+    if result.retry is not None:
+        raise result.retry
+    if raise_error and result.errors:
+        raise next(iter(result.errors.values()))
+    return result.done

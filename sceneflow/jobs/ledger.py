@@ -72,6 +72,7 @@ __all__ = [
     "hold",
     "complete_job",
     "end_job",
+    "ended_since",
     "find_owned_job",
     "idempotency_key",
     "job_ref",
@@ -749,6 +750,17 @@ async def logged_call(
         raise
     log_attempt(job_id, operation, detail=f"{operation} ok", started=started)
     return value
+
+
+def ended_since(job_id: str, since: datetime) -> bool:
+    """True when the job reached a state a run ends it in at or after `since`."""
+    with session_scope() as session:
+        job = load_job(session, job_id)
+    return (
+        JobStatus(job.status) in TERMINAL_STATUSES
+        and job.finished_at is not None
+        and job.finished_at >= since
+    )
 
 
 def video_in_place(job_id: str) -> bool:

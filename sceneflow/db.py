@@ -45,13 +45,23 @@ _engines: dict[str, Engine] = {}
 _migrated: set[str] = set()
 
 
+# The URL of the settings object it was made from. Making it creates SCENEFLOW_HOME and
+# resolves the path, which every session did, about ten a job (issue 10).
+_url_for: tuple[object, str] | None = None
+
+
 def database_url() -> str:
+    global _url_for
     settings = get_settings()
+    if _url_for is not None and _url_for[0] is settings:
+        return _url_for[1]
     try:
-        return settings.sqlalchemy_url()
+        url = settings.sqlalchemy_url()
     except OSError as e:
         # Only the default SQLite file touches the disk here: it lives in SCENEFLOW_HOME.
         raise ConfigError(_home_problem(settings.home, e)) from e
+    _url_for = (settings, url)
+    return url
 
 
 def _in_home() -> bool:

@@ -1,0 +1,93 @@
+"""What a batch costs Prefect: one task run a group of rows, not three a row, and a task run
+Prefect itself fails costs only its own rows, each with the reason, never the batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+import adapters
+from flows import steps
+from flows.batch import generate_batch
+from sceneflow import store
+from sceneflow.db import session_scope
+from sceneflow.jobs.lanes import lane_size
+from tests.support.fakes import SECRET, ScriptedAdapter
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+@pytest.fixture
+def fake_runway(monkeypatch: pytest.MonkeyPatch, sceneflow_env: Path) -> type[ScriptedAdapter]:
+    monkeypatch.setitem(adapters.REGISTRY, "runway", "tests.support.fakes:ScriptedAdapter")
+    ScriptedAdapter.reset()
+    with session_scope() as session:
+        store.put_credentials(
+            session=session, user_id="bo", provider="runway", credentials={"api_key": SECRET}
+        )
+    return ScriptedAdapter
+
+
+def _csv(tmp_path: Path, rows: int) -> str:
+    path = tmp_path / "prompts.csv"
+    body = "".join(f"r{i},clip number {i},16:9,4\n" for i in range(rows))
+    path.write_text("id,prompt,aspect_ratio,motion_intensity\n" + body)
+    return str(path)
+
+
+async def test_a_batch_runs_one_task_run_a_group_of_rows(fake_runway, tmp_path):
+    rows, concurrency = 24, 2
+    state = await generate_batch(
+        _csv(tmp_path, rows),
+        "bo",
+        "runway",
+        output_dir=str(tmp_path / "out"),
+        max_concurrency=concurrency,
+        return_state=True,
+    )
+    summary = await state.result()
+    assert summary.completed == rows and len(fake_runway.script.submits) == rows
+    async with get_client() as client:
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    generating = [r for r in runs if r.name.startswith("generate[")]
+    size = lane_size(rows, concurrency)
+    assert size > 1 and len(generating) == rows // size
+    assert {r.name for r in generating} >= {f"generate[runway rows 2-{1 + size}]"}
+    assert all(r.tags == ["provider:runway"] for r in generating)
+
+
+async def test_a_task_run_prefect_fails_fails_only_its_rows_with_the_reason(
+    fake_runway, tmp_path, monkeypatch
+):
+    real = steps.generate_videos
+    calls = 0
+
+    async def refused(*args: Any, **kw: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # as Prefect's API answering 503 to the task run's concurrency lease
+            raise RuntimeError("Server error '503 Service Unavailable' for url '.../increment'")
+        return await real(*args, **kw)
+
+    monkeypatch.setattr(steps, "generate_videos", refused)
+    summary = await generate_batch(
+        _csv(tmp_path, 4), "bo", "runway", output_dir=str(tmp_path / "out"), max_concurrency=1
+    )
+    assert (summary.completed, summary.failed) == (3, 1)
+    assert len(fake_runway.script.submits) == 3  # nothing was sent for the refused row
+    results = (tmp_path / "out" / "results.csv").read_text()
+    assert "Prefect could not run the task that carries this job (RuntimeError" in results
+    assert "a re-run picks it up" in results
+    # A re-run runs it, once.
+    again = await generate_batch(
+        _csv(tmp_path, 4), "bo", "runway", output_dir=str(tmp_path / "out"), max_concurrency=1
+    )
+    assert again.completed == 4 and len(fake_runway.script.submits) == 4

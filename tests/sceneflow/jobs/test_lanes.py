@@ -1,0 +1,152 @@
+"""Lanes: a group's jobs run one after another, every job ends in the ledger, and a transient
+error is left for the group's retry (Prefect's) instead of failing the job. Plain functions
+over the scripted adapter: no Prefect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sceneflow.errors import CredentialsError, TransientError
+from sceneflow.jobs import lanes, ledger
+from sceneflow.jobs.lanes import LaneJob, LaneWork, lane_size, run_lane
+from sceneflow.jobs.ledger import JobRef
+from sceneflow.jobs.poll import deadlines_for
+from sceneflow.models import JobStatus, StandardVideoRequest
+from sceneflow.providers import Credentials
+from sceneflow.tables import utcnow
+from tests.support.fakes import SECRET, ScriptedAdapter
+
+
+def _jobs(n: int) -> list[LaneJob]:
+    refs = ledger.prepare_jobs(
+        user_id="ann",
+        batch_id="b1",
+        specs=[
+            ledger.JobSpec(
+                provider="runway",
+                request=StandardVideoRequest(
+                    prompt=f"clip {i}", aspect_ratio="16:9", motion_intensity=4
+                ),
+                row_id=f"r{i}",
+                occurrence=1,
+                row_number=i + 2,
+            )
+            for i in range(n)
+        ],
+    )
+    return [LaneJob(**ref.model_dump(), row_id=f"r{i}") for i, ref in enumerate(refs)]
+
+
+def _work(adapter: ScriptedAdapter, out: Path, credentials: object = None) -> LaneWork:
+    return LaneWork(
+        adapter=adapter,  # type: ignore[arg-type]
+        credentials=credentials or Credentials({"api_key": SECRET}),  # type: ignore[arg-type]
+        user_id="ann",
+        output_dir=str(out),
+        deadlines=deadlines_for("runway", adapter.capabilities()),
+    )
+
+
+class Heard:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    async def started(self, job: JobRef) -> None:
+        self.events.append(("started", job.job_id))
+
+    async def finished(self, job: JobRef, done: JobRef | None) -> None:
+        self.events.append(("finished", job.job_id))
+
+
+def _status(job: LaneJob) -> JobStatus:
+    return ledger.summarize(job.job_id).status
+
+
+def test_lane_size_keeps_every_lane_busy_and_task_runs_few() -> None:
+    assert lane_size(10, 50) == 1  # fewer rows than lanes: a task run each
+    assert lane_size(1_000, 50) == 5
+    assert lane_size(10_000, 200) == 12
+    assert lane_size(1_000_000, 10) == lanes.MAX_GROUP
+
+
+async def test_a_lane_runs_its_jobs_in_turn_and_each_ends_completed(tmp_path: Path) -> None:
+    ScriptedAdapter.reset()
+    jobs, heard = _jobs(3), Heard()
+    result = await run_lane(jobs, _work(ScriptedAdapter(), tmp_path), retry_left=True, hooks=heard)
+    assert result.retry is None and result.errors == {}
+    assert [_status(j) for j in jobs] == [JobStatus.COMPLETED] * 3
+    assert all(done and Path(done.output_path or "").is_file() for done in result.done)
+    # One job in flight at a time: each ends before the next starts.
+    expected = [(what, j.job_id) for j in jobs for what in ("started", "finished")]
+    assert heard.events == expected
+    assert len(ScriptedAdapter.script.submits) == 3
+
+
+async def test_a_transient_error_is_left_for_the_retry_and_the_retry_resumes_only_it(
+    tmp_path: Path,
+) -> None:
+    ScriptedAdapter.reset(transient_submit_failures=1)
+    jobs, since = _jobs(3), utcnow()
+    work = _work(ScriptedAdapter(), tmp_path)
+    first = await run_lane(jobs, work, retry_left=True)
+    assert isinstance(first.retry, TransientError)
+    # Not settled: nothing was sent, the job waits for the retry, not FAILED.
+    assert [_status(j) for j in jobs] == [
+        JobStatus.QUEUED,
+        JobStatus.COMPLETED,
+        JobStatus.COMPLETED,
+    ]
+    heard = Heard()
+    again = await run_lane(jobs, work, retry_left=True, since=since, hooks=heard)
+    assert again.retry is None
+    assert [_status(j) for j in jobs] == [JobStatus.COMPLETED] * 3
+    assert heard.events == [("started", jobs[0].job_id), ("finished", jobs[0].job_id)]
+    assert len(ScriptedAdapter.script.submits) == 3  # one paid job a row
+
+
+async def test_on_the_last_try_a_transient_error_ends_the_job_by_the_one_policy(
+    tmp_path: Path,
+) -> None:
+    ScriptedAdapter.reset(transient_submit_failures=1)
+    jobs = _jobs(2)
+    result = await run_lane(jobs, _work(ScriptedAdapter(), tmp_path), retry_left=False)
+    assert result.retry is None
+    assert _status(jobs[0]) == JobStatus.FAILED and _status(jobs[1]) == JobStatus.COMPLETED
+    assert "HTTP 503" in (ledger.summarize(jobs[0].job_id).error or "")
+    assert isinstance(result.errors[jobs[0].job_id], TransientError)
+
+
+async def test_unopened_credentials_fail_every_job_without_a_request(tmp_path: Path) -> None:
+    ScriptedAdapter.reset()
+    jobs = _jobs(2)
+    refused = CredentialsError("the runway key was rejected: run `sceneflow creds test ann runway`")
+    result = await run_lane(
+        jobs, _work(ScriptedAdapter(), tmp_path, credentials=refused), retry_left=True
+    )
+    assert [_status(j) for j in jobs] == [JobStatus.FAILED] * 2
+    assert set(result.errors) == {j.job_id for j in jobs}
+    assert ScriptedAdapter.script.submits == []
+
+
+async def test_a_bug_in_one_job_fails_it_with_its_reason_and_the_others_go_on(
+    tmp_path: Path, monkeypatch: object
+) -> None:
+    ScriptedAdapter.reset()
+    jobs = _jobs(2)
+    adapter = ScriptedAdapter()
+    real = adapter.download
+    calls = 0
+
+    async def broken(*args: object, **kw: object) -> Path:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ZeroDivisionError("a bug")
+        return await real(*args, **kw)  # type: ignore[arg-type]
+
+    adapter.download = broken  # type: ignore[method-assign]
+    result = await run_lane(jobs, _work(adapter, tmp_path), retry_left=True)
+    assert _status(jobs[1]) == JobStatus.COMPLETED
+    first = ledger.summarize(jobs[0].job_id)
+    assert first.status != JobStatus.COMPLETED and "ZeroDivisionError: a bug" in (first.error or "")
+    assert isinstance(result.errors[jobs[0].job_id], ZeroDivisionError)

@@ -1,10 +1,11 @@
 """Run every benchmark in bench/ in turn, each in a process of its own, and write RESULTS.md.
 
-Run: `python -m bench [--quick] [--json] [--render] [NAME ...]` (`make bench`, `make
-bench-quick`). A NAME is a module such as `bench_batch`; without one, every `bench/bench_*.py`
-runs, in name order. Each benchmark runs with its own defaults (`--quick` gives bench_batch its
-N=1,000 configuration only), in a fresh process, so one's imports, Prefect server, environment
-and CPU counters cannot leak into another's numbers. Each prints its JSON; this merges it into
+Run: `python -m bench [--quick | --configs NAME ...] [--budget S] [--json] [--render]
+[MODULE ...]` (`make bench`, `make bench-quick`). A MODULE is one such as `bench_batch`;
+without one, every `bench/bench_*.py` runs, in name order. Each benchmark runs with its own
+defaults (`--quick` gives bench_batch its N=1,000 configuration only; `--configs` and
+`--budget` go to it too), in a fresh process, so one's imports, Prefect server, environment and
+CPU counters cannot leak into another's numbers. Each prints its JSON; this merges it into
 bench/results.json and writes bench/RESULTS.md from that (bench/results.py). `--json` prints
 one object keyed by module; `--render` runs nothing and writes RESULTS.md from results.json.
 """
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (all)")
     parser.add_argument("--quick", action="store_true", help="bench_batch at N=1,000 only")
+    parser.add_argument("--configs", nargs="+", metavar="CONFIG", help="bench_batch's (all)")
+    parser.add_argument("--budget", type=float, metavar="S", help="bench_batch's flow budget")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--render", action="store_true", help="only write RESULTS.md again")
     args = parser.parse_args(argv)
@@ -54,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.json:
             print(f"== {name} ==", flush=True)
         command = [sys.executable, "-m", f"bench.{name}", "--json"]
-        if args.quick and name == "bench_batch":
-            command.append("--quick")
+        if name == "bench_batch":
+            command += ["--quick"] if args.quick else []
+            command += ["--configs", *args.configs] if args.configs else []
+            command += ["--budget", f"{args.budget:g}"] if args.budget else []
         done = subprocess.run(
             command, cwd=HERE.parent, stdout=subprocess.PIPE, text=True, check=False
         )

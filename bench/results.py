@@ -17,6 +17,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS_JSON = HERE / "results.json"
 RESULTS_MD = HERE / "RESULTS.md"
 MODES = {"ephemeral": "SceneFlow, ephemeral API", "server": "SceneFlow, `prefect server`"}
+ON = {"ephemeral": "the ephemeral API", "server": "a `prefect server`"}
 CONFIG_ORDER = ["1k", "2k", "guidance", "10k"]
 
 
@@ -27,9 +28,14 @@ def load() -> dict[str, Any]:
 def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """`new` (module -> JSON) over `old`; bench_batch's configurations one by one."""
     merged = {**old, **new}
-    if "bench_batch" in new and "bench_batch" in old:
-        configs = {**old["bench_batch"].get("configs", {}), **new["bench_batch"]["configs"]}
+    if "bench_batch" in new:
+        measured = new["bench_batch"].get("configs", {})
+        configs = {**old.get("bench_batch", {}).get("configs", {}), **measured}
         merged["bench_batch"] = {**new["bench_batch"], "configs": configs}
+        # A note says why a configuration was not measured, or what to know about a run of it:
+        # a new measurement makes it stale.
+        notes = {k: v for k, v in old.get("notes", {}).items() if k not in measured}
+        merged["notes"] = notes
     return merged
 
 
@@ -85,11 +91,14 @@ def _heading(c: dict[str, Any]) -> str:
 
 def _where(c: dict[str, Any]) -> str:
     start, end = c.get("load_average_start", [None]), c.get("load_average_end", [None])
+    began, ended = str(c.get("started_utc")), str(c.get("finished_utc", "?"))
+    if ended[:10] == began[:10]:
+        ended = ended[11:]
     commit = f"commit `{c.get('commit')}`"
     if c.get("uncommitted"):
         commit += f" with uncommitted changes to {', '.join(c['uncommitted'])}"
     return (
-        f"Measured {c.get('started_utc')} to {c.get('finished_utc', '?')}, load average "
+        f"Measured {began} to {ended}, load average "
         f"{_n(start[0])} at the start and {_n(end[0])} at the end, {commit}, "
         f"Python {c.get('python')}, Prefect {c.get('prefect')}, {c.get('cpus')} cores."
     )
@@ -151,18 +160,35 @@ def config_table(c: dict[str, Any]) -> str:
             notes.append(f"- {name}: {phase['error']}")
         if phase.get("provider_errors"):
             notes.append(f"- {name}: the emulator answered {_counts(phase['provider_errors'])}")
+        failing = {
+            k: v for k, v in phase.get("api_failed_requests", {}).items() if k.split()[0] != "422"
+        }
+        if failing:
+            notes.append(f"- {name}, the API requests that failed: {_counts(failing)}")
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
 def batch_tables(result: dict[str, Any], notes: dict[str, str] | None = None) -> str:
+    """One table per configuration measured, and a line for each of issue 10's that is not."""
+    from bench.bench_batch import CONFIGS
+
     out = []
     order = {name: i for i, name in enumerate(CONFIG_ORDER)}
-    names = sorted(result.get("configs", {}), key=lambda n: (order.get(n, len(order)), n))
-    for name in names:
-        c = result["configs"][name]
+    configs = result.get("configs", {})
+    for name in sorted({*configs, *CONFIG_ORDER}, key=lambda n: (order.get(n, len(order)), n)):
+        note = (notes or {}).get(name)
+        if name not in configs:
+            note = note or "bench/results.json has no measurement of this configuration."
+            out += [
+                f"### {name}: {_heading(CONFIGS[name].describe())}",
+                "",
+                f"Not measured. {note}",
+                "",
+            ]
+            continue
+        c = configs[name]
         out += [f"### {name}: {_heading(c)}", "", _where(c), ""]
-        if notes and notes.get(name):
-            out += [notes[name], ""]
+        out += [note, ""] if note else []
         out += [config_table(c), ""]
     return "\n".join(out)
 
@@ -183,7 +209,7 @@ def targets(results: dict[str, Any]) -> list[str]:
         return [(m, f) for m, f in configs.get(name, {}).get("modes", {}).items() if m in MODES]
 
     def absent(name: str, what: str) -> None:
-        why = notes.get(name) or "this configuration has no measurement in bench/results.json"
+        why = notes.get(name) or "bench/results.json has no measurement of this configuration."
         lines.append(f"- {_verdict(None)}: {what}. {why}")
 
     def stopped(f: dict[str, Any]) -> str:
@@ -200,7 +226,7 @@ def targets(results: dict[str, Any]) -> list[str]:
         vs_limit, vs_plain = f.get("sceneflow_vs_limit"), f.get("sceneflow_vs_plain")
         ok = None if vs_limit is None else vs_limit <= 1.3 and (vs_plain or 99) <= 1.2
         lines.append(
-            f"- {_verdict(ok)}: N=1,000, C=50, L=2 s on the {mode} API: SceneFlow / limit "
+            f"- {_verdict(ok)}: N=1,000, C=50, L=2 s on {ON[mode]}: SceneFlow / limit "
             f"{_n(vs_limit)} (target ≤ 1.3), SceneFlow / plain {_n(vs_plain)} (target ≤ 1.2)."
             + (f" {f['error']}." if f.get("error") else "")
         )
@@ -220,7 +246,7 @@ def targets(results: dict[str, Any]) -> list[str]:
         }
         failed = [k for k, ok in checks.items() if not ok]
         lines.append(
-            f"- {_verdict(not failed)}: N=10,000, C=200, L=5 s on the {mode} API: "
+            f"- {_verdict(not failed)}: N=10,000, C=200, L=5 s on {ON[mode]}: "
             f"{_n(f.get('failed_rows'))} failed rows, {_n(f.get('api_errors'))} API errors, "
             f"SceneFlow / limit {_n(f.get('sceneflow_vs_limit'))}, peak RSS "
             f"{_n(f.get('peak_rss_mb'), 0)} MB"
@@ -236,7 +262,7 @@ def targets(results: dict[str, Any]) -> list[str]:
     for name, mode, f in cpu:
         lines.append(
             f"- {_verdict(f['cpu_vs_plain'] <= 2)}: CPU a row, both processes together, ≤ 2× "
-            f"the plain script's ({name}, {mode} API): {_n(f.get('cpu_ms_per_row'), 0)} + "
+            f"the plain script's ({name}, {ON[mode]}): {_n(f.get('cpu_ms_per_row'), 0)} + "
             f"{_n(f.get('api_cpu_ms_per_row'), 0)} ms against "
             f"{_n(configs[name]['plain'].get('cpu_ms_per_row'), 0)}, {_n(f['cpu_vs_plain'])}×."
         )
@@ -272,7 +298,7 @@ def targets(results: dict[str, Any]) -> list[str]:
         ok = None if ratio is None or late is None else ratio <= 1.5 and late <= 1.5
         lines.append(
             f"- {_verdict(ok)}: provider requests per job ≤ 1.5× the minimum at Runway's own "
-            f"poll guidance, jobs done within 1.5 L ({mode} API, N=200, C=50, L=10 s): "
+            f"poll guidance, jobs done within 1.5 L ({ON[mode]}, N=200, C=50, L=10 s): "
             f"{_n(ratio)}× the minimum; job time at the provider over L "
             f"{_spread(spread)} (median / p95 / max)."
         )

@@ -131,8 +131,8 @@ class Model:
 _STD_PRO: dict[str | None, str] = {"std": "720p", "pro": "1080p"}
 _BOTH: tuple[Kind, ...] = ("text2video", "image2video")
 _FPS_24: dict[Kind, int] = {"text2video": 24, "image2video": 24}
-# From the capability map of the "Video Generation" pages (kling-v1.x also take cfg_scale;
-# kling-v2-6 also takes sound; neither is sent). kling-v2-5-turbo std (720p) and kling-v2-6
+# From the capability map of the "Video Generation" pages (kling-v1.x also take cfg_scale, not
+# sent; kling-v2-6 takes sound, sent for `audio`). kling-v2-5-turbo std (720p) and kling-v2-6
 # (pro only) are UNCONFIRMED: the map and the resolution table disagree.
 MODELS: dict[str, Model] = {
     "kling-v1": Model(

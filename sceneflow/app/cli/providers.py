@@ -128,7 +128,9 @@ def _model_details(adapter: VideoAdapter, model: str, user: str) -> None:
     console.print(f"takes: {' and '.join(kinds)} to video")
     _print_options(adapter.key, model, model_caps.options)
     if unused:
-        console.print("Inputs SceneFlow does not set (the model's defaults apply):")
+        console.print(
+            "Inputs no request field sets (their defaults apply unless given in options):"
+        )
         for line in unused:
             console.print(f"  {line}")
     for note in notes:

@@ -8,9 +8,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from adapters import fal
 from sceneflow.app.cli import app
-from sceneflow.app.cli.run import _options
+from sceneflow.app.cli.run import _options, _provider_check, _strict_check
 from sceneflow.errors import RequestValidationError
+from sceneflow.models import StandardVideoRequest
+from sceneflow.providers import enforce_strict
+from sceneflow.settings import get_settings
+from tests.support.emulators._base import serve
+from tests.support.emulators.fal import FalEmulator
 
 runner = CliRunner()
 
@@ -81,3 +87,30 @@ def test_batch_strict_refuses_the_whole_batch_before_anything_is_sent(tmp_path: 
         "audio: local has no equivalent setting; it makes silent video only"
     )
     assert not (out / "results.csv").exists()
+
+
+def test_strict_reads_a_schema_models_schema_first_instead_of_refusing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    request = StandardVideoRequest(
+        prompt="A fox", aspect_ratio="16:9", motion_intensity=5, model="fal-ai/acme/enum-video"
+    )
+    fal.SCHEMAS.clear()
+    emu = FalEmulator(latency=0.2)
+    try:
+        with serve(emu.app) as url:
+            monkeypatch.setenv("SCENEFLOW_BASE_URLS__FAL_SCHEMA", url)
+            get_settings.cache_clear()
+            # Unread, the schema model cannot be checked: strict refuses it.
+            (unread,) = _provider_check("fal", request)
+            assert unread.startswith("model: fal model fal-ai/acme/enum-video is not in")
+            with pytest.raises(RequestValidationError):
+                enforce_strict([unread], provider="fal", strict=True)
+            # Read first (fal's schemas are public: no credentials), it is checked for real.
+            warnings = _strict_check("nobody")("fal", request)
+            assert not any(w.startswith("model:") for w in warnings)
+            assert enforce_strict(warnings, provider="fal", strict=True) == warnings
+    finally:
+        fal.SCHEMAS.clear()
+        get_settings.cache_clear()
+    assert emu.submissions == 0

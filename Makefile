@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: demo test drills bench lint serve clean
+.PHONY: demo test drills bench bench-quick lint serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,11 @@ test: $(VENV)/.installed-dev  ## Run the test suite (PostgreSQL variants need SC
 drills: $(VENV)/.installed-dev  ## Fault, crash and concurrency drills at full size (minutes)
 	SCENEFLOW_DRILLS=full $(BIN)/pytest -q tests/drills
 
-bench: $(VENV)/.installed-dev  ## Speed benchmarks, as ratios against in-run baselines
+bench: $(VENV)/.installed-dev  ## Speed benchmarks, as ratios against in-run baselines; writes bench/RESULTS.md (an hour or more)
 	$(BIN)/python -m bench
+
+bench-quick: $(VENV)/.installed-dev  ## The same, with the batch benchmark at N=1,000 only (about 15 minutes)
+	$(BIN)/python -m bench --quick
 
 serve: $(VENV)/.installed  ## Local Prefect server + UI + deployments + a worker (Ctrl-C stops)
 	bash deployments/serve.sh

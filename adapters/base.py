@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
@@ -33,13 +33,15 @@ from sceneflow.errors import (
     TransientError,
 )
 from sceneflow.models import StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Credentials, Lookup
+from sceneflow.providers import Credentials, Lookup, ModelCapabilities, check_options
 
 __all__ = [
     "CREDENTIAL_HEADERS",
     "CREDENTIAL_PARAMS",
     "HttpAdapter",
+    "audio_warnings",
     "compose_prompt",
+    "option_problems",
     "parse_retry_after",
     "parse_timestamp",
     "require_output_url",
@@ -426,3 +428,38 @@ def compose_prompt(request: StandardVideoRequest, *, style: bool = True) -> str:
 def unsupported_warning(provider: str, field: str, what_happens: str) -> str:
     """The one wording for a field a provider has no equivalent for (reported, never silent)."""
     return f"{field}: {provider} has no equivalent setting; {what_happens}"
+
+
+def audio_warnings(who: str, request: StandardVideoRequest, *, renders: bool | None) -> list[str]:
+    """The warning for an audio setting a model cannot follow: `renders` False for a model that
+    makes silent video only, True for one that always adds sound, None when it has a switch."""
+    if renders is False and request.audio is True:
+        return [
+            unsupported_warning(
+                who, "audio", "it makes silent video only, so the clip has no sound"
+            )
+        ]
+    if renders is True and request.audio is False:
+        return [
+            f"audio: {who} always adds sound and has no way to turn it off; the clip will "
+            "have sound"
+        ]
+    return []
+
+
+def option_problems(
+    request: StandardVideoRequest,
+    models: Mapping[str, ModelCapabilities],
+    model: str,
+    who: str,
+) -> list[str]:
+    """Every problem with `request.options` against `model`'s declared options (none when the
+    model is unknown), naming the other models that offer an option this one lacks."""
+    caps = models.get(model)
+    elsewhere: dict[str, list[str]] = {}
+    for name, other in models.items():
+        if name != model:
+            for option in other.options:
+                elsewhere.setdefault(option, []).append(name)
+    specs = caps.options if caps is not None else {}
+    return check_options(request.options, specs, who=who, elsewhere=elsewhere)

@@ -33,7 +33,14 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from adapters.base import HttpAdapter, compose_prompt, require_output_url, unsupported_warning
+from adapters.base import (
+    HttpAdapter,
+    audio_warnings,
+    compose_prompt,
+    option_problems,
+    require_output_url,
+    unsupported_warning,
+)
 from adapters.fields import field_table, mapped, native, unsupported
 from adapters.schemas import (
     InputSchema,
@@ -52,7 +59,7 @@ from sceneflow.errors import (
     TransientError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, Credentials, ModelCapabilities
+from sceneflow.providers import Capabilities, Credentials, ModelCapabilities, OptionSpec
 from sceneflow.settings import get_settings
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "DEFAULT_SCHEMA_BASE_URL", "FalAdapter"]
@@ -124,18 +131,35 @@ _COMMON = {
     "quality": unsupported("not sent; choose the model for the quality instead"),
     "image_url": unsupported(f"text only; refused (use {KLING_I2V} for a first frame)"),
 }
+_SILENT = unsupported("silent video only; audio on is warned, not sent")
 _KLING = field_table(
     **_COMMON,
     duration=mapped('duration as the string "5" or "10"'),
     resolution=unsupported("not sent; the model fixes it"),
     fps=unsupported("not sent; the model fixes it"),
     seed=unsupported("not sent; results vary from run to run"),
+    audio=_SILENT,
 )
+# Inputs of each model's fal API page that no standard field fills, sent under their names.
+_KLING_OPTIONS = {
+    "cfg_scale": OptionSpec(
+        type="number",
+        minimum=0,
+        maximum=1,
+        wire="cfg_scale",
+        description="how closely to follow the prompt (fal's default 0.5)",
+    )
+}
 
 _RATIOS3 = ["16:9", "9:16", "1:1"]
 _CAPS: dict[str, ModelCapabilities] = {
     KLING_T2V: ModelCapabilities(
-        fields=_KLING, aspect_ratios=_RATIOS3, durations=[5, 10], min_duration=5, max_duration=10
+        fields=_KLING,
+        options=_KLING_OPTIONS,
+        aspect_ratios=_RATIOS3,
+        durations=[5, 10],
+        min_duration=5,
+        max_duration=10,
     ),
     KLING_I2V: ModelCapabilities(
         fields=field_table(
@@ -145,6 +169,7 @@ _CAPS: dict[str, ModelCapabilities] = {
                 "image_url": native("image_url (required)"),
             }
         ),
+        options=_KLING_OPTIONS,
         aspect_ratios=["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"],
         durations=[5, 10],
         min_duration=5,
@@ -159,7 +184,16 @@ _CAPS: dict[str, ModelCapabilities] = {
             resolution=mapped('"720p"/"1080p"; WxH picks the tier by its short side'),
             fps=unsupported("not sent; the model fixes it"),
             seed=native("seed"),
+            # fal's Veo 3 page bills $0.20 a second with audio off and $0.40 with it on.
+            audio=native("generate_audio; unset: not sent, fal's default (on)"),
         ),
+        options={
+            "enhance_prompt": OptionSpec(
+                type="boolean",
+                wire="enhance_prompt",
+                description="let the model rewrite the prompt (fal's default: on)",
+            )
+        },
         aspect_ratios=["16:9", "9:16"],
         durations=[4, 6, 8],
         min_duration=4,
@@ -173,6 +207,7 @@ _CAPS: dict[str, ModelCapabilities] = {
             resolution=mapped('"480p"/"580p"/"720p"; WxH picks the tier by short side'),
             fps=native("frames_per_second"),
             seed=native("seed"),
+            audio=_SILENT,
         ),
         aspect_ratios=_RATIOS3,
         max_duration=26,
@@ -206,7 +241,9 @@ def _body(model: str, r: StandardVideoRequest) -> dict[str, Any]:
         body["negative_prompt"] = r.negative_prompt
     if r.seed is not None and caps.fields["seed"].support == "native":
         body["seed"] = r.seed
-    return body
+    if r.audio is not None and caps.fields["audio"].support == "native":
+        body["generate_audio"] = r.audio
+    return body | r.options  # validate() checked them: each is an input of the model
 
 
 # (schema host, endpoint id) -> the mapping onto its input schema, for the life of the process.
@@ -312,9 +349,13 @@ class FalAdapter(HttpAdapter):
             command = f"sceneflow providers {self.key} --model {model}"
             return [pending_schema_warning(f"{self.key} model {model}", command, request)]
         problems = self._problems(model, caps, request)
+        problems += option_problems(request, _CAPS, model, f"fal model {model}")
         if problems:
             raise RequestValidationError(problems, provider=self.key)
-        return self._warnings(model, caps, request)
+        renders = None if caps.fields["audio"].support == "native" else False
+        return self._warnings(model, caps, request) + audio_warnings(
+            f"fal model {model}", request, renders=renders
+        )
 
     def _check_endpoint(self, model: str) -> None:
         if not _ENDPOINT.match(model):

@@ -1,9 +1,9 @@
 """The one way an adapter declares how each StandardVideoRequest field reaches its provider.
 
 Every adapter builds its per-model table with `field_table(...)`, one keyword per request field
-(all but `model`), each `native(...)`, `mapped(...)` or `unsupported(...)`. A table that misses
-a field, or names one the request does not have, fails where it is built: a field is never
-left silent (design.md §5).
+(all but `model` and `options`), each `native(...)`, `mapped(...)` or `unsupported(...)`. A
+table that misses a field, or names one the request does not have, fails where it is built: a
+field is never left silent (design.md §5).
 """
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ from sceneflow.providers import FieldMapping
 
 __all__ = ["REQUEST_FIELDS", "field_table", "mapped", "native", "unsupported"]
 
-# Every field a table must cover; `model` picks the table rather than being mapped by it.
-REQUEST_FIELDS = tuple(f for f in StandardVideoRequest.model_fields if f != "model")
+# Every field a table must cover; `model` picks the table rather than being mapped by it, and
+# `options` are the provider's own settings, declared per model as ModelCapabilities.options.
+REQUEST_FIELDS = tuple(
+    f for f in StandardVideoRequest.model_fields if f not in ("model", "options")
+)
 
 
 def native(note: str = "") -> FieldMapping:
@@ -42,6 +45,6 @@ def field_table(**fields: FieldMapping) -> dict[str, FieldMapping]:
         problems += [f"unknown {', '.join(unknown)}"] if unknown else []
         raise TypeError(
             f"field table: {'; '.join(problems)}. Declare every StandardVideoRequest field "
-            "but model as native(), mapped() or unsupported()"
+            "but model and options as native(), mapped() or unsupported()"
         )
     return {f: fields[f] for f in REQUEST_FIELDS}

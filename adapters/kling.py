@@ -39,8 +39,14 @@ Standard fields: `resolution` picks `mode` (std 720p / pro 1080p, per the capabi
 `camera_control` moves the camera (and only on kling-v1 std 5 s), not the scene, so neither is
 an honest home; it is warned about, as are `fps` (fixed per model: 30 for kling-v1 and
 kling-v1-6 image-to-video, else 24) and `seed` (Kling has none). Image-to-video sends no
-aspect ratio: the video takes the image's shape. `sound` ("on"/"off", kling-v2-6 and later,
-default off) is a Kling switch SceneFlow does not send, so those videos are silent.
+aspect ratio: the video takes the image's shape. `audio` is Kling's `sound` ("on"/"off",
+kling-v2-6, default off), sent only when set; the other models make silent video.
+
+Options (`request.options`): `mode` ("std"/"pro", where the model has both, instead of letting
+`resolution` and `quality` pick it) and, on kling-v1 std 5 s (the capability map),
+`camera_control` `{type, config: {horizontal, vertical, pan, tilt, roll, zoom}}`: type one of
+simple, down_back, forward_up, right_turn_forward, left_turn_forward; `config` (each value -10
+to 10, exactly one of them non-zero) only with simple. Both are sent under their own names.
 """
 
 from __future__ import annotations
@@ -61,7 +67,9 @@ from pydantic import BaseModel, Field
 
 from adapters.base import (
     HttpAdapter,
+    audio_warnings,
     compose_prompt,
+    option_problems,
     parse_retry_after,
     require_output_url,
     unsupported_warning,
@@ -79,7 +87,7 @@ from sceneflow.errors import (
     TransientError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, Credentials, Lookup, ModelCapabilities
+from sceneflow.providers import Capabilities, Credentials, Lookup, ModelCapabilities, OptionSpec
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "ENV_KEYS", "MODELS", "KlingAdapter"]
 
@@ -116,23 +124,49 @@ class Model:
     modes: dict[str | None, str]
     kinds: tuple[Kind, ...]
     fps: dict[Kind, int]
+    sound: bool = False  # takes `sound` on/off
+    camera_control: bool = False  # takes `camera_control` (std mode, 5 s)
 
 
 _STD_PRO: dict[str | None, str] = {"std": "720p", "pro": "1080p"}
 _BOTH: tuple[Kind, ...] = ("text2video", "image2video")
 _FPS_24: dict[Kind, int] = {"text2video": 24, "image2video": 24}
-# From the capability map of the "Video Generation" pages (kling-v1.x also take cfg_scale;
-# kling-v2-6 also takes sound; neither is sent). kling-v2-5-turbo std (720p) and kling-v2-6
+# From the capability map of the "Video Generation" pages (kling-v1.x also take cfg_scale, not
+# sent; kling-v2-6 takes sound, sent for `audio`). kling-v2-5-turbo std (720p) and kling-v2-6
 # (pro only) are UNCONFIRMED: the map and the resolution table disagree.
 MODELS: dict[str, Model] = {
-    "kling-v1": Model({"std": "720p", "pro": "720p"}, _BOTH, {"text2video": 30, "image2video": 30}),
+    "kling-v1": Model(
+        {"std": "720p", "pro": "720p"},
+        _BOTH,
+        {"text2video": 30, "image2video": 30},
+        camera_control=True,
+    ),
     "kling-v1-6": Model(_STD_PRO, _BOTH, {"text2video": 24, "image2video": 30}),
     "kling-v2-master": Model({None: "720p"}, _BOTH, _FPS_24),
     "kling-v2-1": Model(_STD_PRO, ("image2video",), {"image2video": 24}),
     "kling-v2-1-master": Model({None: "1080p"}, _BOTH, _FPS_24),
     "kling-v2-5-turbo": Model(_STD_PRO, _BOTH, _FPS_24),
-    "kling-v2-6": Model({"pro": "1080p"}, _BOTH, _FPS_24),
+    "kling-v2-6": Model({"pro": "1080p"}, _BOTH, _FPS_24, sound=True),
 }
+CAMERA_TYPES = ["simple", "down_back", "forward_up", "right_turn_forward", "left_turn_forward"]
+CAMERA_AXES = ("horizontal", "vertical", "pan", "tilt", "roll", "zoom")
+CAMERA_CONTROL = OptionSpec(
+    type="object",
+    wire="camera_control",
+    description="camera movement: a preset type, or simple with one config axis -10..10",
+    fields={
+        "type": OptionSpec(type="string", choices=CAMERA_TYPES, description="the movement"),
+        "config": OptionSpec(
+            type="object",
+            description="simple only: exactly one axis non-zero",
+            fields={
+                axis: OptionSpec(type="number", minimum=-10, maximum=10, description=axis)
+                for axis in CAMERA_AXES
+            },
+        ),
+    },
+    required=["type"],
+)
 _SHORT_SIDES = {720: "720p", 1080: "1080p"}
 _WXH = re.compile(r"^(\d+)x(\d+)$")
 
@@ -145,6 +179,17 @@ def model_capabilities(name: str, m: Model) -> ModelCapabilities:
     modes = ", ".join(f"{res} -> {mode}" for mode, res in m.modes.items() if mode) or "none"
     fps = ", ".join(f"{kind} {rate}" for kind, rate in m.fps.items())
     multi = len(m.modes) > 1 and len(set(m.modes.values())) == 1
+    options: dict[str, OptionSpec] = {}
+    named_modes = [mode for mode in m.modes if mode]
+    if named_modes:
+        options["mode"] = OptionSpec(
+            type="string",
+            choices=named_modes,
+            wire="mode",
+            description="the mode, instead of resolution and quality picking it",
+        )
+    if m.camera_control:
+        options["camera_control"] = CAMERA_CONTROL
     return ModelCapabilities(
         fields=field_table(
             prompt=native("<= 2,500 characters, style included"),
@@ -168,7 +213,11 @@ def model_capabilities(name: str, m: Model) -> ModelCapabilities:
                 "image on /v1/videos/image2video; http(s) URL, or a PNG/JPEG data: URL sent as "
                 "bare base64, <= 10 MB"
             ),
+            audio=native('sound "on"/"off"; unset: not sent, Kling\'s default (off)')
+            if m.sound
+            else unsupported("silent video only; audio on is warned, not sent"),
         ),
+        options=options,
         aspect_ratios=TEXT_ASPECT_RATIOS,
         durations=sorted(DURATIONS),
         min_duration=min(DURATIONS),
@@ -376,12 +425,56 @@ class KlingAdapter(HttpAdapter):
             )
         if request.duration not in DURATIONS:
             problems.append(f"duration: Kling makes 5 s or 10 s videos; got {request.duration:g}")
-        mode = self._mode(name, model, request, problems)
+        chosen = request.options.get("mode")
+        if isinstance(chosen, str) and chosen in model.modes:
+            mode: str | None = chosen
+            wanted = self._resolution(request)
+            if "resolution" in request.model_fields_set and wanted != model.modes[chosen]:
+                problems.append(
+                    f"options.mode: {name} renders {model.modes[chosen]} in mode {chosen}, not "
+                    f"resolution {request.resolution}; set resolution {model.modes[chosen]} or "
+                    "leave it out"
+                )
+        else:
+            mode = self._mode(name, model, request, problems)
         if request.image_url:
             problems += self._image_problems(request.image_url)
+        problems += option_problems(request, _CAPABILITIES.models, name, f"kling model {name}")
+        if not any(p.startswith("options.camera_control") for p in problems):
+            problems += self._camera_problems(name, mode, request)
         if problems:
             raise RequestValidationError(problems, provider=self.key)
         return name, model, kind, mode
+
+    @staticmethod
+    def _camera_problems(name: str, mode: str | None, request: StandardVideoRequest) -> list[str]:
+        """Kling's rules for camera_control beyond its shape (the capability map and the
+        create pages): std mode, 5 s, and `config` with exactly one axis only for simple."""
+        camera = request.options.get("camera_control")
+        if not isinstance(camera, dict) or name not in _CAPABILITIES.models:
+            return []
+        if "camera_control" not in _CAPABILITIES.models[name].options:
+            return []
+        problems = []
+        if mode != "std" or request.duration != 5:
+            problems.append(
+                f"options.camera_control: {name} moves the camera only in mode std at 5 s; "
+                f"this request is mode {mode} at {request.duration:g} s"
+            )
+        config = camera.get("config")
+        if camera.get("type") == "simple":
+            moving = [a for a, v in (config or {}).items() if v not in (0, None)]
+            if not isinstance(config, dict) or len(moving) != 1:
+                problems.append(
+                    "options.camera_control.config: type simple needs exactly one of "
+                    f"{', '.join(CAMERA_AXES)} set to a non-zero value from -10 to 10"
+                )
+        elif config is not None:
+            problems.append(
+                f"options.camera_control.config: only type simple takes a config; type "
+                f"{camera.get('type')} is a preset movement, so leave config out"
+            )
+        return problems
 
     @staticmethod
     def _resolution(request: StandardVideoRequest) -> str | None:
@@ -442,7 +535,8 @@ class KlingAdapter(HttpAdapter):
             warnings.append(
                 f"quality: ignored; on {name} resolution {request.resolution} picks {picked}"
             )
-        return warnings
+        renders = None if model.sound else False
+        return warnings + audio_warnings(f"kling model {name}", request, renders=renders)
 
     def build_body(
         self, request: StandardVideoRequest, reference: str | None = None
@@ -461,6 +555,10 @@ class KlingAdapter(HttpAdapter):
             m = _DATA_URL.match(request.image_url)
             body["image"] = m.group(2) if m else request.image_url  # bare base64, no prefix
         body["duration"] = DURATIONS[request.duration]
+        if request.audio is not None and MODELS[name].sound:
+            body["sound"] = "on" if request.audio else "off"
+        if "camera_control" in request.options:
+            body["camera_control"] = request.options["camera_control"]
         if reference:
             body["external_task_id"] = reference
         return kind, body

@@ -20,7 +20,9 @@ from pydantic import BaseModel
 
 from adapters.base import (
     HttpAdapter,
+    audio_warnings,
     compose_prompt,
+    option_problems,
     parse_timestamp,
     require_output_url,
     unsupported_warning,
@@ -28,7 +30,7 @@ from adapters.base import (
 from adapters.fields import field_table, mapped, native, unsupported
 from sceneflow.errors import ModerationError, RequestValidationError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, Credentials, Lookup, ModelCapabilities
+from sceneflow.providers import Capabilities, Credentials, Lookup, ModelCapabilities, OptionSpec
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "ENV_KEY", "LumaAdapter"]
 
@@ -65,10 +67,21 @@ _FIELDS = field_table(
     fps=unsupported("always 24 fps; other values warned"),
     seed=unsupported("not sent, warned"),
     image_url=mapped("keyframes.frame0 image; public http(s) URL only"),
+    # Ray 2 makes silent video; sound is a separate paid call (POST /generations/{id}/audio).
+    audio=unsupported("silent video only; audio on is warned, not sent"),
 )
+# The create body's own settings (openapi.yaml, GenerationRequest; SDK 1.21.0 `loop`).
+OPTIONS = {
+    "loop": OptionSpec(
+        type="boolean",
+        wire="loop",
+        description="make the video loop, its last frame leading back to its first",
+    ),
+}
 
 _MODEL_CAPS = ModelCapabilities(
     fields=_FIELDS,
+    options=OPTIONS,
     aspect_ratios=ASPECT_RATIOS,
     durations=sorted(DURATIONS),
     min_duration=min(DURATIONS),
@@ -209,9 +222,12 @@ class LumaAdapter(HttpAdapter):
                 "image_url: luma fetches the first frame itself, so it must be a public "
                 "http(s) URL; data: URLs are not accepted. Upload the image and pass its URL"
             )
+        problems += option_problems(request, _CAPABILITIES.models, model, f"luma model {model}")
         if problems:
             raise RequestValidationError(problems, provider=self.key)
-        return self._warnings(request, model)
+        return self._warnings(request, model) + audio_warnings(
+            f"luma model {model}", request, renders=False
+        )
 
     def _warnings(self, request: StandardVideoRequest, model: str) -> list[str]:
         warnings = [
@@ -261,6 +277,7 @@ class LumaAdapter(HttpAdapter):
         }
         if request.image_url:
             body["keyframes"] = {"frame0": {"type": "image", "url": request.image_url}}
+        body |= request.options  # validate() checked them: each is a create-body field
         return body
 
     # -- calls -----------------------------------------------------------------------------

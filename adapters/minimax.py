@@ -57,7 +57,9 @@ from pydantic import BaseModel, Field
 
 from adapters.base import (
     HttpAdapter,
+    audio_warnings,
     compose_prompt,
+    option_problems,
     parse_retry_after,
     require_output_url,
     unsupported_warning,
@@ -74,7 +76,7 @@ from sceneflow.errors import (
     TransientError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, Credentials, Lookup, ModelCapabilities
+from sceneflow.providers import Capabilities, Credentials, Lookup, ModelCapabilities, OptionSpec
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "ENV_KEY", "MODELS", "MiniMaxAdapter"]
 
@@ -169,7 +171,16 @@ def model_capabilities(m: Model) -> ModelCapabilities:
             image_url=native("first_frame_image; http(s) or data: URL")
             if m.image
             else unsupported("refused: a text-to-video model; choose an I2V or Hailuo model"),
+            audio=unsupported("silent video only; audio on is warned, not sent"),
         ),
+        options={
+            # The create body's switch (video-generation-t2v docs; MiniMax-MCP client).
+            "prompt_optimizer": OptionSpec(
+                type="boolean",
+                wire="prompt_optimizer",
+                description="let MiniMax rewrite the prompt (MiniMax's default: on)",
+            )
+        },
         aspect_ratios=["16:9"] if not m.image else ["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"],
         durations=[float(d) for d in _durations(m)],
         min_duration=_durations(m)[0],
@@ -298,6 +309,7 @@ class MiniMaxAdapter(HttpAdapter):
             at = f" at {tier}" if tier and len(model.sizes) > 1 else ""
             listed = " or ".join(str(d) for d in durations)
             problems.append(f"duration: {name} renders {listed} s{at}; got {request.duration:g}")
+        problems += option_problems(request, _CAPABILITIES.models, name, f"minimax model {name}")
         prompt_len = len(compose_prompt(request))
         if prompt_len > MAX_PROMPT:
             problems.append(
@@ -335,7 +347,8 @@ class MiniMaxAdapter(HttpAdapter):
             warn["fps"] = f"not sent; {name} renders at its own frame rate"
         if "quality" in request.model_fields_set:
             warn["quality"] = "not sent; choose the model or resolution instead"
-        return [unsupported_warning(self.key, f, what) for f, what in warn.items()]
+        warnings = [unsupported_warning(self.key, f, what) for f, what in warn.items()]
+        return warnings + audio_warnings(f"minimax model {name}", request, renders=False)
 
     def build_body(self, request: StandardVideoRequest) -> dict[str, Any]:
         """The create body (validating the request first)."""
@@ -346,6 +359,7 @@ class MiniMaxAdapter(HttpAdapter):
         if model.sends_size:
             body["duration"] = int(request.duration)
             body["resolution"] = tier
+        body |= request.options  # validate() checked them: each is a create-body field
         return body
 
     # -- business errors -------------------------------------------------------------------

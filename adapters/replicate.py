@@ -33,7 +33,9 @@ from pydantic import BaseModel
 
 from adapters.base import (
     HttpAdapter,
+    audio_warnings,
     compose_prompt,
+    option_problems,
     parse_timestamp,
     require_output_url,
     unsupported_warning,
@@ -48,7 +50,14 @@ from adapters.schemas import (
 )
 from sceneflow.errors import ModerationError, ProviderError, RejectedError, RequestValidationError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, Credentials, FieldMapping, Lookup, ModelCapabilities
+from sceneflow.providers import (
+    Capabilities,
+    Credentials,
+    FieldMapping,
+    Lookup,
+    ModelCapabilities,
+    OptionSpec,
+)
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "ENV_KEY", "MODELS", "ReplicateAdapter"]
 
@@ -89,6 +98,10 @@ class Spec(BaseModel):
     image_sets_aspect: bool = False
     # Durations allowed only at one resolution tier (Hailuo: 10 s only at 768p).
     duration_needs: dict[int, int] = {}
+    # The model's sound switch (a boolean input); None: it makes silent video.
+    audio: str | None = None
+    # Inputs no standard field fills that a request may set in `options`, by input name.
+    options: dict[str, OptionSpec] = {}
     notes: dict[str, str] = {}
 
 
@@ -111,6 +124,7 @@ MODELS: dict[str, Spec] = {
         aspect_ratios=["16:9", "9:16"],
         durations=[4, 6, 8],
         resolutions={720: "720p", 1080: "1080p"},
+        audio="generate_audio",
     ),
     "minimax/hailuo-02": Spec(
         image="first_frame_image",
@@ -120,6 +134,13 @@ MODELS: dict[str, Spec] = {
         image_sets_aspect=True,
         resolutions={480: "512p", 512: "512p", 720: "768p", 768: "768p", 1080: "1080p"},
         duration_needs={10: 720},
+        options={
+            "prompt_optimizer": OptionSpec(
+                type="boolean",
+                wire="input.prompt_optimizer",
+                description="let the model rewrite the prompt",
+            )
+        },
         notes={"resolution": "480p is sent as 512p, 720p as 768p"},
     ),
 }
@@ -155,9 +176,13 @@ def model_capabilities(spec: Spec) -> ModelCapabilities:
         fps=not_sent,
         seed=named("seed"),
         image_url=native(spec.image),
+        audio=native(f"{spec.audio}; unset: not sent, the model's default")
+        if spec.audio
+        else unsupported("silent video only; audio on is warned, not sent"),
     )
     return ModelCapabilities(
         fields=fields,
+        options=spec.options,
         aspect_ratios=spec.aspect_ratios,
         durations=[float(d) for d in spec.durations],
         min_duration=min(spec.durations),
@@ -166,6 +191,9 @@ def model_capabilities(spec: Spec) -> ModelCapabilities:
         text_to_video=True,
         image_to_video=True,
     )
+
+
+TABLE_CAPABILITIES = {name: model_capabilities(spec) for name, spec in MODELS.items()}
 
 
 class _Prediction(BaseModel):
@@ -243,7 +271,7 @@ class ReplicateAdapter(HttpAdapter):
             provider=self.key,
             default_model=DEFAULT_MODEL,
             # The table's models, then every model whose public schema this process has read.
-            models={name: model_capabilities(spec) for name, spec in MODELS.items()}
+            models=TABLE_CAPABILITIES
             | {
                 ref: cached.model.capabilities()
                 for (base, ref, token), cached in SCHEMAS.items()
@@ -319,6 +347,7 @@ class ReplicateAdapter(HttpAdapter):
         model, version = self._ref(request)
         inputs: dict[str, Any] = {"prompt": compose_prompt(request)}
         warnings = self._map(request, model, MODELS[model], inputs)
+        inputs |= request.options  # _map checked them: each is an input of the model
         return (*self._route(model, version, inputs), warnings)
 
     async def _build_any(
@@ -458,6 +487,7 @@ class ReplicateAdapter(HttpAdapter):
                     )
         elif "resolution" in given:
             unsupported("resolution", spec.notes.get("resolution", "it is not sent"))
+        problems += option_problems(request, TABLE_CAPABILITIES, model, f"{self.key} model {model}")
         if problems:
             raise RequestValidationError(problems, provider=self.key)
 
@@ -478,7 +508,10 @@ class ReplicateAdapter(HttpAdapter):
         for field in ("fps", "quality"):
             if field in given:
                 unsupported(field)
-        return warnings
+        if spec.audio and request.audio is not None:
+            inputs[spec.audio] = request.audio
+        renders = None if spec.audio else False
+        return warnings + audio_warnings(f"{self.key} model {model}", request, renders=renders)
 
     async def submit(
         self,

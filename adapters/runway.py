@@ -15,7 +15,14 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
-from adapters.base import HttpAdapter, compose_prompt, require_output_url, unsupported_warning
+from adapters.base import (
+    HttpAdapter,
+    audio_warnings,
+    compose_prompt,
+    option_problems,
+    require_output_url,
+    unsupported_warning,
+)
 from adapters.fields import field_table, mapped, native, unsupported
 from sceneflow.errors import (
     AuthError,
@@ -67,6 +74,9 @@ class Model:
     image: Sizes
     durations: tuple[int, ...]
     negative_prompt: bool
+    # The SDK's `audio` switch ("Whether to generate audio for the video. Audio inclusion
+    # affects pricing."), on Runway's Veo models only; the others make silent video.
+    audio: bool = False
 
 
 # From the SDK's *_create_params unions. gen4_turbo's duration is typed only as int; 2-10 is
@@ -74,8 +84,8 @@ class Model:
 MODELS: dict[str, Model] = {
     "gen4.5": Model({"720p": _GEN4_TEXT}, {"720p": _GEN4_IMAGE}, tuple(range(2, 11)), False),
     "gen4_turbo": Model(None, {"720p": _GEN4_IMAGE}, tuple(range(2, 11)), False),
-    "veo3.1": Model(_VEO, _VEO, (4, 6, 8), True),
-    "veo3.1_fast": Model(_VEO, _VEO, (4, 6, 8), True),
+    "veo3.1": Model(_VEO, _VEO, (4, 6, 8), True, audio=True),
+    "veo3.1_fast": Model(_VEO, _VEO, (4, 6, 8), True, audio=True),
 }
 
 
@@ -111,6 +121,9 @@ def model_capabilities(m: Model) -> ModelCapabilities:
             fps=unsupported("the model's own frame rate"),
             seed=native("seed"),
             image_url=native("promptImage via /v1/image_to_video; https or data:"),
+            audio=native("audio; unset: not sent, Runway's default")
+            if m.audio
+            else unsupported("silent video only; audio on is warned"),
         ),
         aspect_ratios=sorted(aspects),
         durations=[float(d) for d in m.durations],
@@ -120,6 +133,9 @@ def model_capabilities(m: Model) -> ModelCapabilities:
         text_to_video=m.text is not None,
         image_to_video=True,
     )
+
+
+MODEL_CAPABILITIES = {name: model_capabilities(m) for name, m in MODELS.items()}
 
 
 class _Credits(BaseModel):
@@ -173,7 +189,7 @@ class RunwayAdapter(HttpAdapter):
         return Capabilities(
             provider=self.key,
             default_model=DEFAULT_MODEL,
-            models={name: model_capabilities(m) for name, m in MODELS.items()},
+            models=MODEL_CAPABILITIES,
             credential_fields=["api_key"],
             can_cancel=True,
             connection_test="GET /v1/organization (credit balance; costs nothing)",
@@ -192,7 +208,9 @@ class RunwayAdapter(HttpAdapter):
             unsupported["quality"] = "choose the model instead (veo3.1 over veo3.1_fast)"
         if request.negative_prompt and not model.negative_prompt:
             unsupported["negative_prompt"] = f"{name} ignores it (only veo3.1 models take one)"
-        return [unsupported_warning(self.key, f, what) for f, what in unsupported.items()]
+        warnings = [unsupported_warning(self.key, f, what) for f, what in unsupported.items()]
+        renders = None if model.audio else False
+        return warnings + audio_warnings(f"{self.key} model {name}", request, renders=renders)
 
     def _resolve(self, request: StandardVideoRequest) -> tuple[str, Model, str | None]:
         """The model and pixel ratio for `request`, or RequestValidationError with every problem."""
@@ -226,6 +244,7 @@ class RunwayAdapter(HttpAdapter):
             )
         if request.image_url:
             problems += self._image_problems(request.image_url)
+        problems += option_problems(request, MODEL_CAPABILITIES, name, f"{self.key} model {name}")
         if problems:
             raise RequestValidationError(problems, provider=self.key)
         return name, model, ratio
@@ -281,6 +300,8 @@ class RunwayAdapter(HttpAdapter):
             body["seed"] = request.seed
         if request.negative_prompt and model.negative_prompt:
             body["negativePrompt"] = request.negative_prompt
+        if request.audio is not None and model.audio:
+            body["audio"] = request.audio
         if request.image_url:
             body["promptImage"] = request.image_url
             return "/v1/image_to_video", body

@@ -17,10 +17,13 @@ each StandardVideoRequest field goes to, by name and type:
     image_url       image_url, image, start_image, first_frame_image, first_frame, ...
     style           folded into the prompt
 
+    audio           generate_audio, audio, with_audio, enable_audio, sound  (boolean)
+
 and `build()` turns one request into the model's input JSON, checking each value against the
 schema's enums, ranges and types first and reporting every problem at once, naming the request
-field, the model's input and what it allows. An audio switch (`generate_audio` and the like) is
-found and reported, but the request has no audio field yet, so the model's own default applies.
+field, the model's input and what it allows. Every other input of the schema is an option: a
+request sets it in `options` under the input's own name, checked against the schema the same
+way; an unset `audio` leaves the model's sound switch at its default.
 
 `SchemaCache` keeps parsed schemas for the life of the process, so many submits to one model
 make one schema fetch.
@@ -39,7 +42,7 @@ from adapters.base import compose_prompt, unsupported_warning
 from adapters.fields import REQUEST_FIELDS, mapped, native, unsupported
 from sceneflow.errors import RequestValidationError
 from sceneflow.models import AspectRatio, StandardVideoRequest
-from sceneflow.providers import FieldMapping, ModelCapabilities
+from sceneflow.providers import FieldMapping, ModelCapabilities, OptionSpec
 
 __all__ = [
     "InputSchema",
@@ -336,9 +339,8 @@ class SchemaModel:
         if self.audio is not None:
             default = f" (default {_show(self.audio.default)})" if self.audio.has_default else ""
             self.notes.append(
-                f"audio: the model has a switch, input {self.audio.name!r}{default}; "
-                "SceneFlow's request has no audio field yet, so it is not sent and the "
-                "model's default applies"
+                f"audio: the model has a switch, input {self.audio.name!r}{default}; the "
+                "request's audio sets it, and unset leaves the model's default"
             )
 
     def _pick(self, names: tuple[str, ...], kinds: tuple[str | None, ...]) -> SchemaField | None:
@@ -367,6 +369,7 @@ class SchemaModel:
             ("resolution", self.resolution),
             ("seed", self.seed),
             ("image_url", self.image),
+            ("audio", self.audio),
         ]
         found = {slot.name: request_field for request_field, slot in pairs if slot is not None}
         if self.size is not None:
@@ -438,6 +441,15 @@ class SchemaModel:
             table["image_url"] = native(f"input {self.image.name!r}{need}")
         else:
             table["image_url"] = unsupported("refused: the model's schema has no image input")
+        if self.audio is not None:
+            default = f", default {_show(self.audio.default)}" if self.audio.has_default else ""
+            table["audio"] = native(
+                f"input {self.audio.name!r}: true or false; unset: not sent{default}"
+            )
+        else:
+            table["audio"] = unsupported(
+                "not sent: the model's schema has no audio switch; validate() warns when set"
+            )
         # A request field this module does not know yet (one added since) is reported, not lost.
         return {
             name: table.get(name, unsupported("not mapped from model schemas yet; not sent"))
@@ -473,6 +485,7 @@ class SchemaModel:
         )
         return ModelCapabilities(
             fields=self.field_mappings(),
+            options=self.options(),
             aspect_ratios=ratios,
             durations=durations,
             min_duration=round(low, 2),
@@ -481,6 +494,15 @@ class SchemaModel:
             text_to_video=not image_required,
             image_to_video=self.image is not None,
         )
+
+    def options(self) -> dict[str, OptionSpec]:
+        """The inputs no standard field fills, as options a request may set by input name."""
+        used = self.used()
+        return {
+            name: _option_spec(slot)
+            for name, slot in self.schema.fields.items()
+            if name not in used
+        }
 
     def report(self, model: str) -> SchemaReport:
         used = self.used()
@@ -542,7 +564,28 @@ class SchemaModel:
                 )
             else:
                 inputs[self.image.name] = request.image_url
+        if request.audio is not None and self.audio is not None:
+            put("audio", self.audio, request.audio)
         slots = self.slots()
+        for name, value in request.options.items():
+            slot = self.schema.fields.get(name)
+            if name in slots:
+                problems.append(
+                    f"options.{name}: {self.who}'s input {name!r} is filled by the request's "
+                    f"{slots[name]}; set {slots[name]} instead"
+                )
+            elif slot is None:
+                known = ", ".join(self.options()) or "none"
+                problems.append(
+                    f"options.{name}: {self.who} has no input {name!r} (its options: {known})"
+                )
+            elif slot.accepts(value):
+                inputs[name] = value
+            else:
+                problems.append(
+                    f"options.{name}: {self.who} takes {slot.allowed()} in its input "
+                    f"{name!r}; got {_show_json(value)}"
+                )
         for name, slot in self.schema.fields.items():
             if not slot.required or slot.has_default or name in inputs:
                 continue
@@ -555,7 +598,8 @@ class SchemaModel:
             elif owner is None:
                 problems.append(
                     f"model: {self.who} requires its input {name!r} ({slot.allowed()}), which "
-                    "no SceneFlow request field fills; choose another model"
+                    f"no SceneFlow request field fills; set it in options ({name}), or choose "
+                    "another model"
                 )
             elif not any(p.startswith(f"{owner}:") for p in problems):
                 problems.append(
@@ -678,6 +722,31 @@ class SchemaModel:
                     what = "it is not sent; the model picks the shape"
                 warnings.append(unsupported_warning(self.who, name, what))
         return warnings
+
+
+def _show_json(value: Any) -> str:
+    text = _show(value) if not isinstance(value, dict | list) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_OPTION_TYPES = {"boolean", "integer", "number", "string", "object", "array"}
+
+
+def _option_spec(slot: SchemaField) -> OptionSpec:
+    """A schema input as an option: its type, enum and range (checked by the schema itself,
+    `SchemaField.accepts`, when a request sets it)."""
+    kind = slot.type if slot.type in _OPTION_TYPES else "any"
+    low = slot.minimum if slot.minimum is not None else slot.exclusive_minimum
+    high = slot.maximum if slot.maximum is not None else slot.exclusive_maximum
+    default = f"default {_show(slot.default)}" if slot.has_default else ""
+    return OptionSpec(
+        type=kind,  # type: ignore[arg-type]
+        choices=list(slot.enum) if slot.enum is not None else None,
+        minimum=low,
+        maximum=high,
+        wire=slot.name,
+        description=default or ("required" if slot.required else "the model's own input"),
+    )
 
 
 def _seconds(value: Any) -> float | None:

@@ -39,7 +39,10 @@ The SDK is silent on these, so each rests on the source named (all UNCONFIRMED b
 
 `motion_intensity`: Ark has no motion amount, only `camera_fixed`; intensity 1 ("still") is sent
 as `camera_fixed: true`, any other value as `camera_fixed: false` with a warning to describe the
-motion in the prompt. `fps`: not settable; a value other than 24 is warned about and not sent.
+motion in the prompt, unless `options.camera_fixed` says it outright (then it is sent as given).
+`fps`: not settable; a value other than 24 is warned about and not sent. `audio` is Ark's
+`generate_audio` on the models that make sound (seedance-1-5-pro; the 1.0 models are silent),
+sent only when set.
 """
 
 from __future__ import annotations
@@ -54,7 +57,14 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, Field
 
-from adapters.base import HttpAdapter, compose_prompt, require_output_url, unsupported_warning
+from adapters.base import (
+    HttpAdapter,
+    audio_warnings,
+    compose_prompt,
+    option_problems,
+    require_output_url,
+    unsupported_warning,
+)
 from adapters.fields import field_table, mapped, native, unsupported
 from sceneflow.errors import (
     AuthError,
@@ -64,7 +74,7 @@ from sceneflow.errors import (
     RequestValidationError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, Credentials, Lookup, ModelCapabilities
+from sceneflow.providers import Capabilities, Credentials, Lookup, ModelCapabilities, OptionSpec
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "ENV_KEY", "VOLCENGINE_BASE_URL", "SeedanceAdapter"]
 
@@ -103,15 +113,27 @@ class Model:
     resolutions: tuple[str, ...]
     min_duration: int
     max_duration: int
+    audio: bool = False  # takes generate_audio (the 1.5 models make sound)
 
 
 _ALL_SIZES = ("480p", "720p", "1080p")
 MODELS: dict[str, Model] = {
     "seedance-1-0-pro-250528": Model(True, True, _ALL_SIZES, 2, 12),
     "seedance-1-0-pro-fast-251015": Model(True, True, _ALL_SIZES, 2, 12),
-    "seedance-1-5-pro-251215": Model(True, True, _ALL_SIZES, 4, 12),
+    "seedance-1-5-pro-251215": Model(True, True, _ALL_SIZES, 4, 12, audio=True),
     "seedance-1-0-lite-t2v-250428": Model(True, False, ("480p", "720p"), 2, 12),
     "seedance-1-0-lite-i2v-250428": Model(False, True, ("480p", "720p"), 2, 12),
+}
+
+
+# Top-level create fields of the SDK's tasks.create (volcengine-ark-runtime 5.0.54).
+OPTIONS = {
+    "camera_fixed": OptionSpec(
+        type="boolean",
+        wire="camera_fixed",
+        description="hold the camera still (else motion_intensity 1 decides)",
+    ),
+    "watermark": OptionSpec(type="boolean", wire="watermark", description="add Ark's watermark"),
 }
 
 
@@ -137,7 +159,11 @@ def model_capabilities(m: Model) -> ModelCapabilities:
             fps=unsupported(f"always {NATIVE_FPS} fps; other values warned"),
             seed=native("seed"),
             image_url=image,
+            audio=native("generate_audio; unset: not sent, Ark's default")
+            if m.audio
+            else unsupported("silent video only; audio on is warned, not sent"),
         ),
+        options=OPTIONS,
         aspect_ratios=ASPECT_RATIOS,
         durations=[float(d) for d in range(m.min_duration, m.max_duration + 1)],
         min_duration=m.min_duration,
@@ -146,6 +172,9 @@ def model_capabilities(m: Model) -> ModelCapabilities:
         text_to_video=m.text,
         image_to_video=m.image,
     )
+
+
+MODEL_CAPABILITIES = {name: model_capabilities(m) for name, m in MODELS.items()}
 
 
 class _Created(BaseModel):
@@ -201,7 +230,7 @@ class SeedanceAdapter(HttpAdapter):
         return Capabilities(
             provider=self.key,
             default_model=DEFAULT_MODEL,
-            models={name: model_capabilities(m) for name, m in MODELS.items()},
+            models=MODEL_CAPABILITIES,
             credential_fields=["api_key"],
             can_cancel=True,  # queued tasks only; see cancel()
             connection_test="GET /contents/generations/tasks?page_num=1&page_size=1 (lists "
@@ -302,13 +331,22 @@ class SeedanceAdapter(HttpAdapter):
                 problems.append(
                     "image_url: seedance takes a data: URL only as data:image/<format>;base64,..."
                 )
+        spec_name = name.removeprefix(VOLCENGINE_PREFIX)
+        problems += option_problems(
+            request, MODEL_CAPABILITIES, spec_name, f"seedance model {name}"
+        )
         if problems:
             raise RequestValidationError(problems, provider=self.key)
-        return self._warnings(request, resolution)
+        renders = None if model.audio else False
+        return self._warnings(request, resolution) + audio_warnings(
+            f"seedance model {name}", request, renders=renders
+        )
 
     def _warnings(self, request: StandardVideoRequest, resolution: str | None) -> list[str]:
         warn: dict[str, str] = {}
-        if request.motion_intensity != 1:
+        if "camera_fixed" in request.options:
+            warn["motion_intensity"] = "not sent; options.camera_fixed sets the camera instead"
+        elif request.motion_intensity != 1:
             warn["motion_intensity"] = (
                 "only 1 (a still camera, camera_fixed=true) is expressed; other values send "
                 "camera_fixed=false, so describe the amount of motion in the prompt"
@@ -348,6 +386,10 @@ class SeedanceAdapter(HttpAdapter):
         }
         if request.seed is not None:
             body["seed"] = request.seed
+        spec = self._spec(body["model"])
+        if request.audio is not None and spec is not None and spec.audio:
+            body["generate_audio"] = request.audio
+        body |= request.options  # validate() checked them: each is a top-level create field
         return body
 
     # -- calls -----------------------------------------------------------------------------

@@ -48,7 +48,9 @@ from pydantic import AliasChoices, BaseModel, Field
 
 from adapters.base import (
     HttpAdapter,
+    audio_warnings,
     compose_prompt,
+    option_problems,
     parse_timestamp,
     require_output_url,
     unsupported_warning,
@@ -62,7 +64,7 @@ from sceneflow.errors import (
     RequestValidationError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, Credentials, Lookup, ModelCapabilities
+from sceneflow.providers import Capabilities, Credentials, Lookup, ModelCapabilities, OptionSpec
 
 __all__ = ["DEFAULT_MODEL", "ENV_KEY", "MODELS", "REGIONS", "WanAdapter"]
 
@@ -135,6 +137,9 @@ class Model:
     sizes: Sizes  # image and keyframe models: the tiers, each with no sizes
     durations: tuple[int, ...]
     prompt_max: int = 800
+    # wan2.5 makes sound of its own; how DashScope turns it on or off is not in the SDK
+    # (2.0.2 has only audio_url and audio_setting) and UNCONFIRMED, so nothing is sent.
+    sound: bool = False
 
 
 MODELS: dict[str, Model] = {
@@ -142,7 +147,7 @@ MODELS: dict[str, Model] = {
     "wanx2.1-t2v-plus": Model("text", {"720p": _720}, (5,)),
     "wan2.2-t2v-plus": Model("text", {"480p": _480, "1080p": _1080}, (5,)),
     "wan2.5-t2v-preview": Model(
-        "text", {"480p": _480, "720p": _720, "1080p": _1080}, (5, 10), prompt_max=2000
+        "text", {"480p": _480, "720p": _720, "1080p": _1080}, (5, 10), prompt_max=2000, sound=True
     ),
     "wanx2.1-i2v-turbo": Model("image", {"480p": {}, "720p": {}}, (3, 4, 5)),
     "wanx2.1-i2v-plus": Model("image", {"720p": {}}, (5,)),
@@ -155,6 +160,19 @@ def _durations(durations: tuple[int, ...]) -> str:
     if len(durations) == 1:
         return f"only {durations[0]} seconds"
     return "one of " + ", ".join(str(d) for d in durations) + " seconds"
+
+
+# `parameters` switches the SDK sends under these names (dashscope 2.0.2, VideoSynthesis.call).
+OPTIONS = {
+    "prompt_extend": OptionSpec(
+        type="boolean",
+        wire="parameters.prompt_extend",
+        description="let DashScope rewrite the prompt (its default: on)",
+    ),
+    "watermark": OptionSpec(
+        type="boolean", wire="parameters.watermark", description="add DashScope's watermark"
+    ),
+}
 
 
 def _model_capabilities(name: str, m: Model) -> ModelCapabilities:
@@ -183,7 +201,13 @@ def _model_capabilities(name: str, m: Model) -> ModelCapabilities:
             image_url=unsupported(f"{name} is text-to-video; refused")
             if text
             else native(f"{image_field[m.mode]}; a public http(s) URL"),
+            audio=unsupported(
+                "makes sound of its own; no audio setting is sent, warned when set"
+                if m.sound
+                else "silent video only; audio on is warned, not sent"
+            ),
         ),
+        options=OPTIONS,
         aspect_ratios=sorted({a for by_aspect in m.sizes.values() for a in by_aspect})
         if text
         else ["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"],
@@ -371,7 +395,12 @@ class WanAdapter(HttpAdapter):
                 f"not sent; {name} makes the video in the shape of the image, not "
                 f"{request.aspect_ratio}"
             )
-        return [unsupported_warning(self.key, f, what) for f, what in warnings.items()]
+        if model.sound and request.audio is not None:
+            warnings["audio"] = f"not sent; {name} decides on its sound itself"
+        notes = [unsupported_warning(self.key, f, what) for f, what in warnings.items()]
+        if model.sound:
+            return notes
+        return notes + audio_warnings(f"wan model {name}", request, renders=False)
 
     def _resolve(self, request: StandardVideoRequest) -> tuple[str, Model, str]:
         """The model and its size ("W*H") or resolution tier ("720P"), or
@@ -402,6 +431,7 @@ class WanAdapter(HttpAdapter):
                 f"{len(request.negative_prompt)}"
             )
         problems += self._image_problems(name, model, request)
+        problems += option_problems(request, _CAPABILITIES.models, name, f"wan model {name}")
         if problems:
             raise RequestValidationError(problems, provider=self.key)
         return name, model, size
@@ -479,6 +509,9 @@ class WanAdapter(HttpAdapter):
         parameters["duration"] = int(request.duration)
         if request.seed is not None:
             parameters["seed"] = request.seed
+        # validate() checked them: each is a `parameters` key. input.extend_prompt stays true
+        # beside them, as the SDK sends it (deprecated there in favour of prompt_extend).
+        parameters |= request.options
         path = KEYFRAME_PATH if "kf2v" in name else CREATE_PATH
         return path, {"model": name, "input": inputs, "parameters": parameters}
 

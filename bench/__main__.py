@@ -1,18 +1,25 @@
-"""Run every benchmark in bench/ in turn, each in a process of its own, and print its table.
+"""Run every benchmark in bench/ in turn, each in a process of its own, and write RESULTS.md.
 
-Run: `python -m bench [--json] [NAME ...]` (`make bench`). A NAME is a module such as
-`bench_batch`; without one, every `bench/bench_*.py` runs, in name order. Each benchmark runs
-with its own defaults, in a fresh process, so one's imports, Prefect server, environment and
-CPU counters cannot leak into another's numbers. `--json` prints one object keyed by module.
+Run: `python -m bench [--quick | --configs NAME ...] [--budget S] [--json] [--render]
+[MODULE ...]` (`make bench`, `make bench-quick`). A MODULE is one such as `bench_batch`;
+without one, every `bench/bench_*.py` runs, in name order. Each benchmark runs with its own
+defaults (`--quick` gives bench_batch its N=1,000 configuration only; `--configs` and
+`--budget` go to it too), in a fresh process, so one's imports, Prefect server, environment and
+CPU counters cannot leak into another's numbers. Each prints its JSON; this merges it into
+bench/results.json and writes bench/RESULTS.md from that (bench/results.py). `--json` prints
+one object keyed by module; `--render` runs nothing and writes RESULTS.md from results.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+from bench import results as results_md
 
 HERE = Path(__file__).resolve().parent
 
@@ -21,11 +28,25 @@ def benchmarks() -> list[str]:
     return sorted(path.stem for path in HERE.glob("bench_*.py"))
 
 
+def _table(name: str, result: object) -> str:
+    module = importlib.import_module(f"bench.{name}")
+    table = getattr(module, "table", None)
+    return table(result) if table is not None else json.dumps(result, indent=2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (all)")
+    parser.add_argument("--quick", action="store_true", help="bench_batch at N=1,000 only")
+    parser.add_argument("--configs", nargs="+", metavar="CONFIG", help="bench_batch's (all)")
+    parser.add_argument("--budget", type=float, metavar="S", help="bench_batch's flow budget")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--render", action="store_true", help="only write RESULTS.md again")
     args = parser.parse_args(argv)
+    if args.render:
+        results_md.save(results_md.load())
+        print(f"wrote {results_md.RESULTS_MD}")
+        return 0
     known = benchmarks()
     unknown = [name for name in args.names if name not in known]
     if unknown:
@@ -35,20 +56,34 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.names or known:
         if not args.json:
             print(f"== {name} ==", flush=True)
-        command = [sys.executable, "-m", f"bench.{name}"] + (["--json"] if args.json else [])
+        command = [sys.executable, "-m", f"bench.{name}", "--json"]
+        if name == "bench_batch":
+            command += ["--quick"] if args.quick else []
+            command += ["--configs", *args.configs] if args.configs else []
+            command += ["--budget", f"{args.budget:g}"] if args.budget else []
         done = subprocess.run(
             command, cwd=HERE.parent, stdout=subprocess.PIPE, text=True, check=False
         )
+        try:
+            result = json.loads(done.stdout)
+        except ValueError:
+            result = None
         if done.returncode != 0:
             failed.append(name)
             print(f"{name} failed with exit code {done.returncode}", file=sys.stderr)
+        if result is None:
             continue
-        if args.json:
-            results[name] = json.loads(done.stdout)
-        else:
-            print(done.stdout, flush=True)
+        # A benchmark that measured but reported errors (a batch that failed rows, say) still
+        # has figures worth writing down: RESULTS.md says what went wrong.
+        results[name] = result
+        if not args.json:
+            print(_table(name, result), flush=True)
+    if results:
+        results_md.save(results_md.merge(results_md.load(), results))
     if args.json:
         print(json.dumps(results, indent=2))
+    else:
+        print(f"wrote {results_md.RESULTS_MD}")
     return 1 if failed else 0
 
 

@@ -71,10 +71,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     result = run(args.rows, min(args.sample, args.rows))
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return
-    print(
+    print(json.dumps(result, indent=2) if args.json else table(result))
+
+
+def table(result: dict[str, Any]) -> str:
+    return (
         f"{result['rows']} job rows: bulk {result['bulk_new_s']} s new, "
         f"{result['bulk_existing_s']} s existing; one transaction a row "
         f"{result['one_a_row_s']} s ({result['one_a_row_vs_bulk']}x the bulk); "

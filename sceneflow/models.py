@@ -6,7 +6,15 @@ import re
 from enum import StrEnum
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
 __all__ = [
     "AspectRatio",
@@ -82,6 +90,15 @@ class StandardVideoRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=999_999_999, description="0 to 999999999.")
     image_url: str | None = Field(None, description="Optional first frame (http(s) or data URL).")
     model: str | None = Field(None, description="Provider model id; each provider has a default.")
+    audio: bool | None = Field(
+        None,
+        description="Sound on (true) or off (false); unset leaves it to the provider's default.",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The provider's own settings by name, checked against the options it "
+        "declares (`sceneflow providers KEY` lists them).",
+    )
 
     @field_validator("prompt")
     @classmethod
@@ -89,6 +106,25 @@ class StandardVideoRequest(BaseModel):
         if not v.strip():
             raise ValueError("must not be blank")
         return v
+
+    @field_validator("options")
+    @classmethod
+    def _option_names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        blank = [name for name in v if not name.strip()]
+        if blank:
+            raise ValueError("option names must not be blank")
+        return {name.strip(): value for name, value in v.items()}
+
+    @model_serializer(mode="wrap")
+    def _leave_out_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A request that sets neither audio nor options serialises as it did before they
+        # existed, so its idempotency key (a hash of this JSON) and stored jobs stay the same.
+        data: dict[str, Any] = handler(self)
+        if data.get("audio") is None:
+            data.pop("audio", None)
+        if not data.get("options"):
+            data.pop("options", None)
+        return data
 
     @field_validator("resolution")
     @classmethod

@@ -22,7 +22,7 @@ from sceneflow import credentials, db, prompts, vault
 from sceneflow.errors import ConfigError, CredentialsError, EncryptionKeyError, NotFoundError
 from sceneflow.models import StandardVideoRequest
 from sceneflow.prompts import PromptBatch
-from sceneflow.providers import Capabilities
+from sceneflow.providers import Capabilities, enforce_strict
 from sceneflow.settings import get_settings
 from sceneflow.storage import is_remote
 
@@ -156,10 +156,12 @@ def check_batch(
     user_id: str,
     provider_check: ProviderCheck,
     capabilities_for: CapabilitiesFor,
+    strict: bool = False,
 ) -> PromptBatch:
     """Every check a batch needs before it starts, in order; returns the parsed batch. Bad rows
     are the batch's to report (results.csv), so they do not fail this; a CSV no row of which can
-    be read at all does."""
+    be read at all does. With `strict`, a row the provider would run without a field it sets is
+    a bad row (see `prompts.parse_prompts`)."""
     check_output(output_dir)
     check_home()
     check_database()
@@ -167,6 +169,7 @@ def check_batch(
         prompts.read_csv_text(csv_source),
         default_provider=default_provider,
         provider_check=provider_check,
+        strict=strict,
     )
     for provider in sorted({row.provider for row in batch.rows}):
         try:
@@ -185,10 +188,12 @@ def check_single(
     request: StandardVideoRequest,
     provider_check: ProviderCheck,
     capabilities_for: CapabilitiesFor,
+    strict: bool = False,
 ) -> list[str]:
     """Every check one video needs before it is sent, in order; returns the provider's
-    warnings."""
-    warnings = provider_check(provider, request)
+    warnings. With `strict` those warnings (but for fields every request carries) raise
+    RequestValidationError instead (`sceneflow.providers.enforce_strict`)."""
+    warnings = enforce_strict(provider_check(provider, request), provider=provider, strict=strict)
     check_output(output_dir)
     check_home()
     check_database()

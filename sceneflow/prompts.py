@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -21,14 +22,18 @@ from pydantic import BaseModel, ValidationError
 
 from sceneflow.errors import ConfigError, RequestValidationError, UnknownProviderError
 from sceneflow.models import StandardVideoRequest, format_validation_error
+from sceneflow.providers import strict_problems
 
 __all__ = [
+    "AUDIO_VALUES",
     "EXTRA_COLUMNS",
     "REQUIRED_COLUMNS",
     "PromptBatch",
     "PromptRow",
     "RowProblem",
     "check_columns",
+    "parse_audio",
+    "parse_options",
     "parse_prompts",
     "read_csv_text",
 ]
@@ -41,6 +46,52 @@ REQUIRED_COLUMNS = tuple(
 _SAVE_AS = "save it as UTF-8 CSV (in Excel: CSV UTF-8) with a header row"
 _DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 _FIELD_COUNT = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+# The audio column's words; an empty cell leaves audio to the provider's default.
+AUDIO_VALUES = {
+    "on": True,
+    "off": False,
+    "true": True,
+    "false": False,
+    "yes": True,
+    "no": False,
+    "1": True,
+    "0": False,
+}
+_OPTIONS_FORM = '{"loop": true} (in a CSV cell: "{""loop"": true}", quotes doubled)'
+
+
+def parse_audio(text: str) -> bool | None:
+    """An audio cell or argument: on/off, true/false, yes/no, 1/0 (any case), or empty for the
+    provider's default. Raises ValueError naming the allowed values."""
+    value = text.strip().lower()
+    if not value:
+        return None
+    if value not in AUDIO_VALUES:
+        raise ValueError(
+            f"audio: {text.strip()!r} is not a switch; allowed: {', '.join(AUDIO_VALUES)}, "
+            "or empty for the provider's default"
+        )
+    return AUDIO_VALUES[value]
+
+
+def parse_options(text: str) -> dict[str, Any]:
+    """An options cell or argument: a JSON object of the provider's own settings, or empty.
+    Raises ValueError saying how to write one."""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"options: not valid JSON ({e.msg} at character {e.pos + 1}); write a JSON object "
+            f"such as {_OPTIONS_FORM}"
+        ) from None
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"options: must be a JSON object of option names and values, not a JSON "
+            f"{type(value).__name__}; for example {_OPTIONS_FORM}"
+        )
+    return value
 
 
 class PromptRow(BaseModel):
@@ -207,10 +258,12 @@ def parse_prompts(
     *,
     default_provider: str,
     provider_check: Callable[[str, StandardVideoRequest], list[str]],
+    strict: bool = False,
 ) -> PromptBatch:
     """Validate every row in one pass. `provider_check(provider, request)` raises
     RequestValidationError / UnknownProviderError for what the provider cannot do, and returns
-    warnings. Bad rows are collected, never raised."""
+    warnings. With `strict`, a row the provider would run without a field it set is a bad row
+    too (`sceneflow.providers.strict_problems`). Bad rows are collected, never raised."""
     frame.columns = check_columns(frame.columns)
     rows: list[PromptRow] = []
     problems: list[RowProblem] = []
@@ -228,9 +281,17 @@ def parse_prompts(
                     f"id: {row_id!r} is already used by row {seen_ids[row_id]}; ids must be unique"
                 )
             seen_ids.setdefault(row_id, row_number)
+        fields: dict[str, Any] = dict(cells)
+        for column, parse in (("audio", parse_audio), ("options", parse_options)):
+            if column in fields:
+                try:
+                    fields[column] = parse(fields[column])
+                except ValueError as e:
+                    errors.append(str(e))
+                    fields.pop(column)
         request = None
         try:
-            request = StandardVideoRequest.model_validate(cells)
+            request = StandardVideoRequest.model_validate(fields)
         except ValidationError as e:
             errors.extend(format_validation_error(e))
         warnings: list[str] = []
@@ -241,6 +302,9 @@ def parse_prompts(
                 errors.append(f"provider: {e}")
             except RequestValidationError as e:
                 errors.extend(e.problems)
+            else:
+                if strict:
+                    errors.extend(strict_problems(warnings))
         if errors or request is None:
             problems.append(
                 RowProblem(

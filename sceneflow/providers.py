@@ -8,6 +8,7 @@ adapter's edge into `sceneflow.errors`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -15,17 +16,24 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from sceneflow.errors import CredentialsError
+from sceneflow.errors import CredentialsError, RequestValidationError
 from sceneflow.models import StandardVideoRequest, StandardVideoResult
 
 __all__ = [
+    "STRICT_EXEMPT",
+    "STRICT_NOTE",
     "Capabilities",
     "Credentials",
     "FieldMapping",
     "Lookup",
     "ModelCapabilities",
+    "OptionSpec",
     "Support",
     "VideoAdapter",
+    "check_options",
+    "enforce_strict",
+    "strict_problems",
+    "validate_request",
 ]
 
 Support = Literal["native", "mapped", "unsupported"]
@@ -38,10 +46,142 @@ class FieldMapping(BaseModel):
     note: str = ""
 
 
+OptionType = Literal["boolean", "integer", "number", "string", "object", "array", "any"]
+_WORDS = {
+    "boolean": "true or false",
+    "integer": "a whole number",
+    "number": "a number",
+    "string": "text",
+    "object": "a JSON object",
+    "array": "a JSON list",
+    "any": "any JSON value",
+}
+
+
+class OptionSpec(BaseModel):
+    """One provider setting a request may pass in `options`: its type and allowed values, and
+    the wire field the adapter sends it in."""
+
+    type: OptionType
+    description: str
+    wire: str = Field("", description="Where the adapter sends it, e.g. parameters.loop.")
+    choices: list[Any] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    # An object's keys, each with its own spec; keys not listed are refused.
+    fields: dict[str, OptionSpec] | None = None
+    required: list[str] = Field(default_factory=list, description="An object's required keys.")
+
+    def allowed(self) -> str:
+        """What it takes, in words: '"std" or "pro"', 'a whole number from -10 to 10'."""
+        if self.choices is not None:
+            shown = [_show(c) for c in self.choices]
+            return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
+        words = _WORDS[self.type]
+        low = _num(self.minimum)
+        high = _num(self.maximum)
+        if low is not None and high is not None:
+            words += f" from {low} to {high}"
+        elif low is not None:
+            words += f" of at least {low}"
+        elif high is not None:
+            words += f" of at most {high}"
+        if self.fields:
+            words += " with " + ", ".join(self.fields)
+        return words
+
+    def problems(self, path: str, value: Any, who: str) -> list[str]:
+        """What is wrong with `value`, one line each naming `options.<path>`."""
+        bad = [f"options.{path}: {who} takes {self.allowed()}; got {_show(value)}"]
+        if self.choices is not None:
+            return [] if any(_same(value, c) for c in self.choices) else bad
+        if self.type == "boolean":
+            return [] if isinstance(value, bool) else bad
+        if self.type == "string":
+            return [] if isinstance(value, str) else bad
+        if self.type in ("integer", "number"):
+            if not _is_number(value) or (self.type == "integer" and not float(value).is_integer()):
+                return bad
+            if self.minimum is not None and value < self.minimum:
+                return bad
+            if self.maximum is not None and value > self.maximum:
+                return bad
+            return []
+        if self.type == "array":
+            return [] if isinstance(value, list) else bad
+        if self.type == "any":
+            return []
+        if not isinstance(value, dict):
+            return bad
+        found: list[str] = []
+        if self.fields is not None:
+            for key, item in value.items():
+                spec = self.fields.get(key)
+                if spec is None:
+                    found.append(
+                        f"options.{path}.{key}: {who} has no such key in {path}; known: "
+                        + ", ".join(self.fields)
+                    )
+                else:
+                    found += spec.problems(f"{path}.{key}", item, who)
+        found += [
+            f"options.{path}.{key}: {who} requires it ({self.fields[key].allowed()})"
+            if self.fields and key in self.fields
+            else f"options.{path}.{key}: {who} requires it"
+            for key in self.required
+            if key not in value
+        ]
+        return found
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if _is_number(a) and _is_number(b):
+        return bool(a == b)
+    return type(a) is type(b) and a == b
+
+
+def _num(value: float | None) -> str | None:
+    return None if value is None else f"{value:g}"
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_options(
+    options: Mapping[str, Any],
+    specs: Mapping[str, OptionSpec],
+    *,
+    who: str,
+    elsewhere: Mapping[str, list[str]] | None = None,
+) -> list[str]:
+    """Every problem with `options` against the declared `specs`, one line each: an unknown
+    name (listing the known ones, and the models that offer it when `elsewhere` says), a
+    wrong type or a value out of range. `who` names the provider and model in each line."""
+    problems: list[str] = []
+    for name, value in options.items():
+        spec = specs.get(name)
+        if spec is not None:
+            problems += spec.problems(name, value, who)
+            continue
+        known = f"known: {', '.join(sorted(specs))}" if specs else "it takes no options"
+        offered = (elsewhere or {}).get(name)
+        hint = f"; {name!r} is an option of {', '.join(offered)}" if offered else ""
+        problems.append(f"options.{name}: {who} has no option {name!r} ({known}){hint}")
+    return problems
+
+
 class ModelCapabilities(BaseModel):
-    """What one provider model accepts. `fields` covers every request field but `model`."""
+    """What one provider model accepts. `fields` covers every request field but `model` and
+    `options`; `options` declares the provider's own settings a request may pass."""
 
     fields: dict[str, FieldMapping]
+    options: dict[str, OptionSpec] = Field(default_factory=dict)
     aspect_ratios: list[str]
     durations: list[float] | None = Field(
         None, description="Allowed durations in seconds; None means any in min..max."
@@ -178,3 +318,38 @@ class VideoAdapter(Protocol):
         resumes its job; None if the provider cannot be asked (design.md §3)."""
 
     async def aclose(self) -> None: ...
+
+
+# The fields every request carries (a request cannot leave them out), so a provider without an
+# equivalent (no motion setting, an image that sets the shape) cannot be avoided by the caller:
+# their warnings stay warnings under strict. Every other warning names a field the caller set.
+STRICT_EXEMPT = tuple(
+    name for name, field in StandardVideoRequest.model_fields.items() if field.is_required()
+)
+STRICT_NOTE = (
+    " [strict: refused before anything is sent; leave the field out or change it, choose a "
+    "provider or model that takes it, or turn strict off to send the request without it]"
+)
+
+
+def strict_problems(warnings: list[str]) -> list[str]:
+    """The warnings strict mode refuses, as problems. A warning names its field first
+    ("seed: ..."); those of the fields every request must carry (STRICT_EXEMPT) stay
+    warnings."""
+    return [w + STRICT_NOTE for w in warnings if w.partition(":")[0].strip() not in STRICT_EXEMPT]
+
+
+def enforce_strict(warnings: list[str], *, provider: str, strict: bool) -> list[str]:
+    """`warnings` as they are, or with `strict` a RequestValidationError listing every one
+    strict refuses (see `strict_problems`)."""
+    if strict and (problems := strict_problems(warnings)):
+        raise RequestValidationError(problems, provider=provider)
+    return warnings
+
+
+def validate_request(
+    adapter: VideoAdapter, request: StandardVideoRequest, *, strict: bool = False
+) -> list[str]:
+    """The adapter's own check; with `strict`, the warnings it would send the request with
+    are refused too. Raises RequestValidationError; returns the warnings."""
+    return enforce_strict(adapter.validate(request), provider=adapter.key, strict=strict)

@@ -16,12 +16,18 @@ from typing import Any
 
 import httpx
 
-from adapters.base import HttpAdapter, compose_prompt, unsupported_warning
+from adapters.base import (
+    HttpAdapter,
+    audio_warnings,
+    compose_prompt,
+    option_problems,
+    unsupported_warning,
+)
 from adapters.fields import field_table, mapped, native, unsupported
 from adapters.google.veo_models import IMAGE_TYPES, SIZES, VEO_FPS, ModelSpec
 from sceneflow.errors import RequestValidationError, TransientError
 from sceneflow.models import StandardVideoRequest
-from sceneflow.providers import Capabilities, Credentials, ModelCapabilities
+from sceneflow.providers import Capabilities, Credentials, ModelCapabilities, OptionSpec
 
 __all__ = ["GCS_IMAGE_TYPES", "VeoBase"]
 
@@ -47,6 +53,13 @@ class VeoBase(HttpAdapter):
     # Vertex reads a first frame from Cloud Storage (`image.gcsUri`); the Gemini API refuses
     # one (the SDK raises "gcs_uri parameter is only supported in ... Agent Platform mode").
     gcs_images = False
+    # Vertex takes `generateAudio` for Veo 3; the Gemini API refuses it (the SDK raises "only
+    # supported in ... Agent Platform mode") and always adds sound to Veo 3 clips.
+    audio_switch = False
+    # `personGeneration` values: the SDK's GenerateVideosConfig docstring names dont_allow and
+    # allow_adult; Vertex adds allow_all (veo-video-generation reference) for allow-listed
+    # projects.
+    person_generation: tuple[str, ...] = ("dont_allow", "allow_adult")
     credential_fields: tuple[str, ...] = ()
     connection_test = ""
 
@@ -72,6 +85,18 @@ class VeoBase(HttpAdapter):
         else:
             seed = unsupported("the Gemini API refuses seed; warning")
             fps = unsupported(f"always {VEO_FPS} fps; warning")
+        if not spec.audio:
+            audio = unsupported("Veo 2 makes silent video; audio on is warned, not sent")
+        elif self.audio_switch:
+            audio = native(
+                "parameters.generateAudio; unset sends true: Google's reference makes it "
+                "required for Veo 3 and names no default (see vertex.extra_parameters)"
+            )
+        else:
+            audio = mapped(
+                "always on: the Gemini API adds sound to Veo 3 clips and refuses "
+                "generateAudio; audio off is warned, not sent"
+            )
         return ModelCapabilities(
             fields=field_table(
                 prompt=native("instances[0].prompt"),
@@ -92,7 +117,9 @@ class VeoBase(HttpAdapter):
                 motion_intensity=unsupported("warning; not sent"),
                 seed=seed,
                 fps=fps,
+                audio=audio,
             ),
+            options=self._options(),
             aspect_ratios=list(spec.aspect_ratios),
             durations=[float(d) for d in spec.durations],
             min_duration=min(spec.durations),
@@ -100,6 +127,21 @@ class VeoBase(HttpAdapter):
             resolutions=list(spec.resolutions),
             image_to_video=True,
         )
+
+    def _options(self) -> dict[str, OptionSpec]:
+        return {
+            "personGeneration": OptionSpec(
+                type="string",
+                choices=list(self.person_generation),
+                wire="parameters.personGeneration",
+                description="whether people may appear (Google's default: allow_adult)",
+            ),
+            "enhancePrompt": OptionSpec(
+                type="boolean",
+                wire="parameters.enhancePrompt",
+                description="let Google rewrite the prompt before generating",
+            ),
+        }
 
     def model_for(self, request: StandardVideoRequest) -> str:
         if request.model:
@@ -144,9 +186,11 @@ class VeoBase(HttpAdapter):
         if request.image_url and request.image_url.startswith("gs://"):
             problems += self._gcs_image_problems(request.image_url)
         problems += self.extra_problems(request, where)
+        problems += option_problems(request, self.capabilities().models, model, where)
         if problems:
             raise RequestValidationError(problems, provider=self.key)
-        return self._warnings(request)
+        renders = False if not spec.audio else None if self.audio_switch else True
+        return self._warnings(request) + audio_warnings(where, request, renders=renders)
 
     def extra_problems(self, request: StandardVideoRequest, where: str) -> list[str]:
         return []
@@ -200,6 +244,7 @@ class VeoBase(HttpAdapter):
             parameters["resolution"] = SIZES.get(request.resolution, request.resolution)
         if request.negative_prompt:
             parameters["negativePrompt"] = request.negative_prompt
+        parameters |= request.options  # validate() checked them: each is a parameters key
         parameters |= self.extra_parameters(request, spec)
         return {"instances": [instance], "parameters": parameters}
 

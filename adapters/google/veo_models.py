@@ -32,8 +32,8 @@ class ModelSpec:
     full_hd_duration: int | None = 8
     # Veo 2 has one resolution and no `resolution` parameter.
     sends_resolution: bool = True
-    # Veo 3.x makes sound. The Gemini API always adds it; Vertex documents `generateAudio` as
-    # required for Veo 3 models, so the Vertex adapter asks for it to give the same clips.
+    # Veo 3.x makes sound. The Gemini API always adds it; Vertex takes `generateAudio`, which
+    # its reference makes required for Veo 3 models (see vertex.extra_parameters).
     audio: bool = True
 
 

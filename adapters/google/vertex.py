@@ -142,6 +142,8 @@ class VertexVeoAdapter(VeoBase):
     draft_model = DRAFT_MODEL
     native_seed_fps = True
     gcs_images = True
+    audio_switch = True
+    person_generation = ("dont_allow", "allow_adult", "allow_all")
     # The service-account form; express mode stores "api_key" instead (CREDENTIAL_FORMS).
     credential_fields = ("service_account", "project", "location")
     connection_test = (
@@ -319,14 +321,17 @@ class VertexVeoAdapter(VeoBase):
     def extra_parameters(self, request: StandardVideoRequest, spec: ModelSpec) -> dict[str, Any]:
         """`seed` and `fps` when asked for, and `generateAudio` for Veo 3 models.
 
-        `generateAudio: true` rests on Google's Veo API reference (veo-video-generation, the
-        `parameters` table): "generateAudio: Required for Veo 3 models ... Accepts true or
-        false", and not supported by veo-2.0 models. It states no default, and the official SDK
-        has none either: google-genai 2.34.0 sends `generateAudio` only when
-        `GenerateVideosConfig.generate_audio` is set (`_GenerateVideosConfig_to_vertex`). So a
-        value is sent for every Veo 3 request, and it is `true`: the sound-on clip Veo 3 is
-        documented to make, as the Gemini API always renders it. A request field to turn it off
-        is separate work (issue 12, `audio`).
+        `generateAudio` is the request's `audio` when it is set. Unset, Veo 3 still gets one:
+        Google's Veo API reference
+        (https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/veo-video-generation,
+        the `parameters` table) says "generateAudio: Required for Veo 3 models ... Accepts true
+        or false" and names no default, so leaving it out is not "the provider's default" but a
+        request Google documents as incomplete. The official SDK has no default of its own
+        either (google-genai 2.34.0 sends it only when `generate_audio` is set,
+        `_GenerateVideosConfig_to_vertex`). SceneFlow then sends `true`, the clip the Gemini API
+        makes for the same request, and says so in its field table (`sceneflow providers
+        vertex`); `audio` off asks for the silent, cheaper clip. veo-2.0 takes no
+        `generateAudio` (the same table), so nothing is sent for it.
         """
         extra: dict[str, Any] = {}
         if request.seed is not None:
@@ -334,7 +339,7 @@ class VertexVeoAdapter(VeoBase):
         if "fps" in request.model_fields_set:
             extra["fps"] = request.fps
         if spec.audio:
-            extra["generateAudio"] = True
+            extra["generateAudio"] = True if request.audio is None else request.audio
         return extra
 
     async def submit(

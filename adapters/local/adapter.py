@@ -16,7 +16,8 @@ from typing import Any
 
 import av
 
-from adapters.fields import field_table, mapped, native
+from adapters.base import audio_warnings, option_problems
+from adapters.fields import field_table, mapped, native, unsupported
 from adapters.local import job_store, render_pool
 from adapters.local.renderer import ENCODER, decode_image
 from sceneflow.errors import ProviderError, RequestValidationError
@@ -46,6 +47,7 @@ FIELDS = field_table(
     fps=native(),
     seed=native("unset: derived from the request"),
     image_url=mapped("data: URLs only: the image opens the video and fades out"),
+    audio=unsupported("silent video only; audio on is warned"),
 )
 
 
@@ -116,9 +118,12 @@ class LocalAdapter:
                         f"image_url: the data: URL is not a readable image "
                         f"({type(e).__name__}); use a base64 PNG or JPEG"
                     )
+        problems += option_problems(
+            request, self.capabilities().models, MODEL, f"{KEY} model {MODEL}"
+        )
         if problems:
             raise RequestValidationError(problems, provider=KEY)
-        return []
+        return audio_warnings(KEY, request, renders=False)
 
     async def submit(
         self,

@@ -14,15 +14,29 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
 import adapters
 from adapters import Provider
 from flows.generate import generate_video
 from sceneflow import credentials, store
 from sceneflow.db import session_scope
-from sceneflow.errors import ConfigError, NotFoundError, ProviderError, SceneFlowError
+from sceneflow.errors import (
+    ConfigError,
+    NotFoundError,
+    ProviderError,
+    RequestValidationError,
+    SceneFlowError,
+)
 from sceneflow.jobs import download, ledger, submit
-from sceneflow.models import GatewayResponse, JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, Credentials, VideoAdapter
+from sceneflow.models import (
+    GatewayResponse,
+    JobStatus,
+    StandardVideoRequest,
+    StandardVideoResult,
+    format_validation_error,
+)
+from sceneflow.providers import Capabilities, Credentials, VideoAdapter, validate_request
 from sceneflow.tables import GenerationJob
 
 __all__ = ["VideoGenerationGateway"]
@@ -54,12 +68,24 @@ class VideoGenerationGateway:
         wait: bool = False,
         output_dir: str = "outputs",
         force: bool = False,
+        audio: bool | None = None,
+        options: dict[str, Any] | None = None,
+        strict: bool = False,
     ) -> GatewayResponse[StandardVideoResult]:
         """Submit a generation. With `wait=True`, run the whole generate_video flow (poll,
-        download, record) and return the finished result."""
+        download, record) and return the finished result.
+
+        `audio` (when not None) and `options` (merged over the request's own) set those fields
+        of `request`. With `strict`, a request the provider would run without a field it sets
+        is refused (RequestValidationError) before anything is sent."""
+        try:
+            request = _with(request, audio=audio, options=options)
+        except SceneFlowError as e:
+            return GatewayResponse(success=False, error=type(e).__name__, message=str(e))
         if wait:
-            return await _respond(self._run_flow(user_id, request, provider, output_dir, force))
-        return await _respond(self._submit(user_id, request, provider, force))
+            work = self._run_flow(user_id, request, provider, output_dir, force, strict)
+            return await _respond(work)
+        return await _respond(self._submit(user_id, request, provider, force, strict))
 
     async def _run_flow(
         self,
@@ -68,16 +94,36 @@ class VideoGenerationGateway:
         provider: str,
         output_dir: str,
         force: bool,
+        strict: bool,
     ) -> StandardVideoResult:
         adapters.adapter_class(provider)  # UnknownProviderError names the known keys
+        if strict:
+            # STRICT: checked here, before the flow starts. When flows/generate.py takes a
+            # `strict` parameter, pass strict=strict to generate_video below as well.
+            adapter = self.get_adapter(provider)
+            try:
+                validate_request(adapter, request, strict=True)
+            finally:
+                await adapter.aclose()
         return await generate_video(user_id, Provider(provider), request, output_dir, force)
 
     async def _submit(
-        self, user_id: str, request: StandardVideoRequest, provider: str, force: bool
+        self,
+        user_id: str,
+        request: StandardVideoRequest,
+        provider: str,
+        force: bool,
+        strict: bool = False,
     ) -> StandardVideoResult:
         adapter = self.get_adapter(provider)
         try:
-            warnings = adapter.validate(request)
+            if strict and (prepare := getattr(adapter, "prepare", None)) is not None:
+                # A Replicate or fal model outside the built-in tables: read its schema first,
+                # so strict checks the request against it rather than refusing it unread.
+                await prepare(
+                    request, credentials.open_credentials(user_id, adapter.capabilities())
+                )
+            warnings = validate_request(adapter, request, strict=strict)
             opened = credentials.open_credentials(user_id, adapter.capabilities())
             job = ledger.prepare_job(
                 user_id=user_id, provider=provider, request=request, regenerate=force
@@ -221,6 +267,23 @@ class VideoGenerationGateway:
             return valid
 
         return await _respond(work(), message=f"{provider} accepted the credentials")
+
+
+def _with(
+    request: StandardVideoRequest, *, audio: bool | None, options: dict[str, Any] | None
+) -> StandardVideoRequest:
+    """`request` with the gateway's audio and options arguments applied, validated again."""
+    if audio is None and not options:
+        return request
+    data = request.model_dump(exclude_unset=True)
+    if audio is not None:
+        data["audio"] = audio
+    if options:
+        data["options"] = {**request.options, **options}
+    try:
+        return StandardVideoRequest.model_validate(data)
+    except ValidationError as e:
+        raise RequestValidationError(format_validation_error(e)) from None
 
 
 def _from_row(job: GenerationJob) -> StandardVideoResult:

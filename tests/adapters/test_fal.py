@@ -88,7 +88,7 @@ async def wait(adapter: FalAdapter, job_id: str, seen: list[JobStatus]) -> Stand
 
 def test_capabilities_cover_every_field_per_model() -> None:
     caps = FalAdapter().capabilities()
-    request_fields = set(StandardVideoRequest.model_fields) - {"model"}
+    request_fields = set(StandardVideoRequest.model_fields) - {"model", "options"}
     assert caps.default_model == DEFAULT_MODEL == KLING_T2V
     assert FalAdapter().base_url == DEFAULT_BASE_URL == "https://queue.fal.run"
     assert set(caps.models) == {KLING_T2V, KLING_I2V, VEO3_FAST, WAN_T2V}

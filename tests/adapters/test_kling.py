@@ -237,7 +237,7 @@ def test_warnings_name_each_field_without_an_equivalent():
 
 def test_capabilities_cover_every_field_per_model():
     caps = KlingAdapter().capabilities()
-    fields = set(StandardVideoRequest.model_fields) - {"model"}
+    fields = set(StandardVideoRequest.model_fields) - {"model", "options"}
     assert caps.provider == "kling" and caps.default_model == "kling-v1-6"
     assert caps.credential_fields == ["access_key", "secret_key"]
     assert not caps.can_cancel and caps.connection_test.startswith("GET /v1/videos/text2video")

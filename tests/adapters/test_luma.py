@@ -185,7 +185,7 @@ def test_warnings_name_every_field_without_an_equivalent() -> None:
 
 def test_capabilities_cover_every_request_field_per_model() -> None:
     caps = LumaAdapter().capabilities()
-    expected = set(StandardVideoRequest.model_fields) - {"model"}
+    expected = set(StandardVideoRequest.model_fields) - {"model", "options"}
     assert set(caps.models) == {"ray-2", "ray-flash-2"} and caps.default_model == "ray-2"
     for model in caps.models.values():
         assert set(model.fields) == expected

@@ -200,3 +200,26 @@ async def test_adapter_maps_what_the_sdk_sees(
     assert theirs.state == ours.provider_details["state"] == "queued"
     assert ours.status is JobStatus.QUEUED and ours.provider_job_id == theirs.id
     assert ours.provider_details["model"] == theirs.model == "ray-2"
+
+
+async def test_loop_matches_the_sdk(server: tuple[LumaEmulator, str], sdk: lumaai.LumaAI) -> None:
+    emu, base_url = server
+    sdk.generations.create(
+        model="ray-2",
+        prompt="A red fox runs through fresh snow",
+        aspect_ratio="16:9",
+        duration="5s",
+        resolution="720p",
+        loop=True,
+    )
+    from_sdk = wire(emu.recorded[-1])
+    request = StandardVideoRequest(
+        prompt="A red fox runs through fresh snow",
+        aspect_ratio="16:9",
+        motion_intensity=5,
+        duration=5,
+        options={"loop": True},
+    )
+    async with LumaAdapter(base_url=base_url) as luma:
+        await luma.submit(request, CREDS)
+    assert wire(emu.recorded[-1]) == from_sdk and from_sdk["body"]["loop"] is True

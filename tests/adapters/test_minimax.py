@@ -249,7 +249,7 @@ def test_warnings_name_each_field_without_an_equivalent():
 
 def test_capabilities_cover_every_field_per_model():
     caps = MiniMaxAdapter().capabilities()
-    fields = set(StandardVideoRequest.model_fields) - {"model"}
+    fields = set(StandardVideoRequest.model_fields) - {"model", "options"}
     assert caps.provider == "minimax" and caps.default_model == "MiniMax-Hailuo-2.3"
     assert caps.credential_fields == ["api_key"] and not caps.can_cancel
     assert caps.connection_test.startswith("GET /v1/query/video_generation")

@@ -243,7 +243,7 @@ def test_capabilities_cover_every_field_per_model() -> None:
     assert caps.default_model == DEFAULT_MODEL and set(caps.models) == set(MODELS)
     assert caps.credential_fields == ["api_key"] and caps.can_cancel
     assert caps.connection_test == "GET /v1/account"
-    request_fields = set(StandardVideoRequest.model_fields) - {"model"}
+    request_fields = set(StandardVideoRequest.model_fields) - {"model", "options"}
     for model in caps.models.values():
         assert set(model.fields) == request_fields
     assert caps.models[VEO].fields["seed"].support == "native"

@@ -255,11 +255,14 @@ async def test_the_report_lists_what_is_mapped_what_is_not_and_the_audio_switch(
     adapter: ReplicateAdapter,
 ) -> None:
     report = await adapter.describe_model(ENUMS, CREDS)
-    assert report.unused == ["generate_audio: true or false (default true)"]
+    assert report.unused == []
     assert report.notes == [
-        "audio: the model has a switch, input 'generate_audio' (default true); SceneFlow's "
-        "request has no audio field yet, so it is not sent and the model's default applies"
+        "audio: the model has a switch, input 'generate_audio' (default true); the request's "
+        "audio sets it, and unset leaves the model's default"
     ]
+    assert report.capabilities.fields["audio"].note == (
+        "input 'generate_audio': true or false; unset: not sent, default true"
+    )
     frames = await adapter.describe_model(FRAMES, CREDS)
     assert frames.capabilities.fields["duration"].support == "mapped"
     assert frames.capabilities.fields["image_url"].note == "input 'first_frame_image' (required)"

@@ -199,7 +199,7 @@ def test_warnings_name_each_field_without_an_equivalent():
 
 def test_capabilities_cover_every_field_per_model():
     caps = RunwayAdapter().capabilities()
-    fields = set(StandardVideoRequest.model_fields) - {"model"}
+    fields = set(StandardVideoRequest.model_fields) - {"model", "options"}
     assert caps.default_model == "gen4.5" and caps.credential_fields == ["api_key"]
     assert caps.can_cancel and caps.poll_interval >= 5
     assert caps.connection_test.startswith("GET /v1/organization")

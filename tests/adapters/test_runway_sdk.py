@@ -116,6 +116,19 @@ CASES = [
                             "negative_prompt": "rain"}),
         id="veo3.1_fast-image",
     ),
+    pytest.param(
+        req(model="veo3.1", duration=8, audio=False),
+        ("text_to_video", {"model": "veo3.1", "prompt_text": "A red fox runs",
+                           "ratio": "1280:720", "duration": 8, "audio": False}),
+        id="veo3.1-audio-off",
+    ),
+    pytest.param(
+        req(model="veo3.1_fast", image_url=IMG, duration=4, audio=True),
+        ("image_to_video", {"model": "veo3.1_fast", "prompt_text": "A red fox runs",
+                            "ratio": "1280:720", "duration": 4, "prompt_image": IMG,
+                            "audio": True}),
+        id="veo3.1_fast-image-audio-on",
+    ),
 ]  # fmt: skip
 
 

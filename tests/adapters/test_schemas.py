@@ -137,12 +137,14 @@ def test_inputs_are_chosen_by_name_and_type_and_a_wrong_type_is_noted() -> None:
     assert m.image is not None and m.image.name == "image"
     assert m.notes == [
         "input 'duration' is array, not integer or number; SceneFlow does not fill it",
-        "audio: the model has a switch, input 'sound' (default false); SceneFlow's request has "
-        "no audio field yet, so it is not sent and the model's default applies",
+        "audio: the model has a switch, input 'sound' (default false); the request's audio "
+        "sets it, and unset leaves the model's default",
     ]
     assert set(m.field_mappings()) == set(REQUEST_FIELDS)
     inputs, _ = m.build(req(duration=6, seed=1))
     assert inputs == {"prompt": "fox", "video_length": 6, "seed": 1}
+    inputs, _ = m.build(req(duration=6, audio=True))
+    assert inputs == {"prompt": "fox", "video_length": 6, "sound": True}
 
 
 def test_a_model_without_a_prompt_or_with_an_input_nothing_fills_is_refused() -> None:
@@ -155,7 +157,7 @@ def test_a_model_without_a_prompt_or_with_an_input_nothing_fills_is_refused() ->
         "image_url: test model m needs a first frame (its input 'image' is required); set "
         "image_url to an http(s) or data: URL",
         "model: test model m requires its input 'mask' (text), which no SceneFlow request "
-        "field fills; choose another model",
+        "field fills; set it in options (mask), or choose another model",
     ]
 
 

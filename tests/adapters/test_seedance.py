@@ -235,7 +235,7 @@ def test_warnings_name_each_field_without_an_equivalent():
 
 def test_capabilities_cover_every_field_per_model():
     caps = SeedanceAdapter().capabilities()
-    fields = set(StandardVideoRequest.model_fields) - {"model"}
+    fields = set(StandardVideoRequest.model_fields) - {"model", "options"}
     assert caps.provider == "seedance" and caps.default_model == "seedance-1-0-pro-250528"
     assert caps.credential_fields == ["api_key"] and caps.can_cancel
     assert caps.connection_test.startswith("GET /contents/generations/tasks?page_num=1")

@@ -145,6 +145,20 @@ CASES = [
          "ratio": "4:3", "resolution": "720p", "duration": 8, "camera_fixed": False},
         id="lite-t2v",
     ),
+    pytest.param(
+        req(model="seedance-1-5-pro-251215", duration=4, audio=False, options={"watermark": True}),
+        {"model": "seedance-1-5-pro-251215", "content": [text("A red fox runs")], "ratio": "16:9",
+         "resolution": "720p", "duration": 4, "camera_fixed": False, "generate_audio": False,
+         "watermark": True},
+        id="1.5-pro-audio-off-watermark",
+    ),
+    pytest.param(
+        req(model="seedance-1-5-pro-251215", duration=4, audio=True, motion_intensity=1,
+            options={"camera_fixed": False}),
+        {"model": "seedance-1-5-pro-251215", "content": [text("A red fox runs")], "ratio": "16:9",
+         "resolution": "720p", "duration": 4, "camera_fixed": False, "generate_audio": True},
+        id="1.5-pro-audio-on-camera-fixed-option",
+    ),
 ]  # fmt: skip
 
 

@@ -281,7 +281,7 @@ def test_warnings_name_each_field_without_an_equivalent():
 
 def test_capabilities_cover_every_field_per_model():
     caps = WanAdapter().capabilities()
-    fields = set(StandardVideoRequest.model_fields) - {"model"}
+    fields = set(StandardVideoRequest.model_fields) - {"model", "options"}
     assert caps.provider == "wan" and caps.default_model == "wanx2.1-t2v-turbo"
     assert caps.credential_fields == ["api_key"] and caps.can_cancel
     assert caps.connection_test.startswith("GET /api/v1/tasks?page_no=1&page_size=1")

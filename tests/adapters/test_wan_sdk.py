@@ -115,6 +115,12 @@ CASES = [
          "resolution": "720P", "duration": 5},
         id="kf2v-image2video-path",
     ),
+    pytest.param(
+        req(options={"prompt_extend": False, "watermark": True}), {},
+        {"model": "wanx2.1-t2v-turbo", "prompt": "A red fox runs", "size": "1280*720",
+         "duration": 5, "prompt_extend": False, "watermark": True},
+        id="t2v-prompt-extend-off-watermark",
+    ),
 ]  # fmt: skip
 
 

@@ -328,3 +328,40 @@ async def test_a_job_another_run_is_working_on_is_answered_from_its_row_and_not_
     assert [job.cancelled for job in runway.jobs.values()] == [False]
     ledger.release(job_id, other)
     assert (await gateway.cancel_generation(USER, "runway", job_id)).success
+
+
+# -- audio, options and strict ------------------------------------------------------------------
+
+
+async def test_trigger_sends_the_audio_and_options_arguments(
+    runway: runway_emulator.RunwayEmulator,
+) -> None:
+    request = StandardVideoRequest(
+        prompt="A lighthouse at dusk", aspect_ratio="16:9", motion_intensity=4, duration=8
+    )
+    veo = request.model_copy(update={"model": "veo3.1"})
+    response = await gateway.trigger_generation(USER, veo, "runway", audio=False)
+    assert response.success, response.message
+    assert runway.recorded[-1]["body"]["audio"] is False and runway.submissions == 1
+
+
+async def test_strict_refuses_before_sending_and_options_are_checked(
+    runway: runway_emulator.RunwayEmulator,
+) -> None:
+    request = REQUESTS["runway"].model_copy(update={"fps": 30})
+    lenient = await gateway.trigger_generation(USER, request, "runway", force=True)
+    assert lenient.success and lenient.data is not None
+    assert "fps: runway has no equivalent setting" in lenient.data.provider_details["warnings"][1]
+    sent = runway.submissions
+    strict = await gateway.trigger_generation(USER, request, "runway", strict=True)
+    waited = await gateway.trigger_generation(USER, request, "runway", strict=True, wait=True)
+    unknown = await gateway.trigger_generation(USER, request, "runway", options={"loop": True})
+    for refused in (strict, waited, unknown):
+        assert not refused.success and refused.error == "RequestValidationError"
+    assert strict.message is not None and "fps: runway has no equivalent" in strict.message
+    assert "[strict: refused before anything is sent" in strict.message
+    assert unknown.message == (
+        "Invalid request for provider 'runway': options.loop: runway model gen4.5 has no "
+        "option 'loop' (it takes no options)"
+    )
+    assert runway.submissions == sent

@@ -191,7 +191,8 @@ def test_model_must_be_a_string() -> None:
 def test_unknown_fields_are_rejected_and_the_known_ones_listed() -> None:
     assert problems(colour="red") == [
         "colour: is not a known field; allowed: prompt, negative_prompt, aspect_ratio, "
-        "motion_intensity, duration, resolution, style, quality, fps, seed, image_url, model"
+        "motion_intensity, duration, resolution, style, quality, fps, seed, image_url, model, "
+        "audio, options"
     ]
 
 

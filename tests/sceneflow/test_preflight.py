@@ -375,3 +375,45 @@ def test_check_single_returns_the_warnings(tmp_path: Path, database_url: str) ->
     )
     assert warnings == ["fps: not native"]
     assert job_count() == 0
+
+
+def test_check_single_with_strict_refuses_the_warnings_before_any_other_check(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "out").write_text("x")  # a bad output folder: strict is checked first
+    with pytest.raises(RequestValidationError) as info:
+        preflight.check_single(
+            str(tmp_path / "out"),
+            user_id="alice",
+            provider="local",
+            request=REQUEST,
+            provider_check=lambda provider, request: ["fps: not native"],
+            capabilities_for=caps,
+            strict=True,
+        )
+    assert message(info).startswith(
+        "Invalid request for provider 'local': fps: not native [strict: refused before"
+    )
+
+
+def test_check_batch_with_strict_makes_a_warned_row_invalid(
+    tmp_path: Path, database_url: str
+) -> None:
+    def warn_seed(provider: str, request: StandardVideoRequest) -> list[str]:
+        return ["seed: not sent"] if request.seed is not None else []
+
+    source = tmp_path / "p.csv"
+    source.write_text(f"{HEADER},seed\na,a cat,16:9,3,\nb,a dog,16:9,3,7\n")
+    batch = preflight.check_batch(
+        str(source),
+        output_dir=str(tmp_path / "out"),
+        default_provider="local",
+        user_id="alice",
+        provider_check=warn_seed,
+        capabilities_for=caps,
+        strict=True,
+    )
+    assert [r.row_id for r in batch.rows] == ["a"]
+    assert [p.row_number for p in batch.problems] == [3]
+    assert batch.problems[0].problems[0].startswith("seed: not sent [strict:")
+    assert job_count() == 0

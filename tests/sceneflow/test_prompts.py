@@ -208,3 +208,76 @@ def test_provider_problems_stay_with_their_row(tmp_path: Path) -> None:
         ("a", ["motion_intensity: sent as a prompt hint"])
     ]
     assert batch.problems[0].message() == "row 3: aspect_ratio: only 16:9"
+
+
+# -- audio and options columns, strict -----------------------------------------------------------
+
+
+def test_the_audio_column_takes_switch_words_and_empty_for_the_default(tmp_path: Path) -> None:
+    rows = "\n".join(
+        f"r{i},fox,16:9,5,{cell}"
+        for i, cell in enumerate(["on", "OFF", "true", "False", "yes", "no", "1", "0", ""])
+    )
+    batch = parse(write(tmp_path, f"{HEADER},audio\n{rows}\n"))
+    assert batch.problems == []
+    assert [r.request.audio for r in batch.rows] == [
+        True, False, True, False, True, False, True, False, None,
+    ]  # fmt: skip
+
+
+def test_a_bad_audio_cell_names_the_column_its_row_and_the_allowed_words(tmp_path: Path) -> None:
+    batch = parse(write(tmp_path, f"{HEADER},audio\nr1,fox,16:9,5,on\nr2,fox,16:9,5,loud\n"))
+    assert [p.message() for p in batch.problems] == [
+        "row 3: audio: 'loud' is not a switch; allowed: on, off, true, false, yes, no, 1, 0, "
+        "or empty for the provider's default"
+    ]
+    assert [r.row_id for r in batch.rows] == ["r1"]
+
+
+def test_the_options_column_is_a_json_object(tmp_path: Path) -> None:
+    content = (
+        f"{HEADER},options\n"
+        'r1,fox,16:9,5,"{""loop"": true, ""mode"": ""pro""}"\n'
+        "r2,fox,16:9,5,\n"
+        'r3,fox,16:9,5,"{loop: true}"\n'
+        'r4,fox,16:9,5,"[1, 2]"\n'
+    )
+    batch = parse(write(tmp_path, content))
+    assert [(r.row_id, r.request.options) for r in batch.rows] == [
+        ("r1", {"loop": True, "mode": "pro"}),
+        ("r2", {}),
+    ]
+    assert [p.message() for p in batch.problems] == [
+        "row 4: options: not valid JSON (Expecting property name enclosed in double quotes at "
+        'character 2); write a JSON object such as {"loop": true} (in a CSV cell: '
+        '"{""loop"": true}", quotes doubled)',
+        "row 5: options: must be a JSON object of option names and values, not a JSON list; "
+        'for example {"loop": true} (in a CSV cell: "{""loop"": true}", quotes doubled)',
+    ]
+
+
+def test_strict_makes_a_rows_warnings_its_problems_but_for_required_fields(
+    tmp_path: Path,
+) -> None:
+    def seedless(provider: str, request: StandardVideoRequest) -> list[str]:
+        warnings = ["motion_intensity: p has no equivalent setting; not sent"]
+        if request.seed is not None:
+            warnings.append("seed: p has no equivalent setting; not sent")
+        return warnings
+
+    source = write(tmp_path, f"{HEADER},seed\nr1,fox,16:9,5,\nr2,fox,16:9,5,7\n")
+    frame = prompts.read_csv_text(source)
+    lenient = prompts.parse_prompts(frame, default_provider="p", provider_check=seedless)
+    assert len(lenient.rows) == 2 and lenient.rows[1].warnings[1].startswith("seed: ")
+    strict = prompts.parse_prompts(
+        prompts.read_csv_text(source), default_provider="p", provider_check=seedless, strict=True
+    )
+    assert [r.row_id for r in strict.rows] == ["r1"]
+    assert strict.rows[0].warnings == ["motion_intensity: p has no equivalent setting; not sent"]
+    (problem,) = strict.problems
+    assert problem.row_number == 3
+    assert problem.problems == [
+        "seed: p has no equivalent setting; not sent [strict: refused before anything is sent; "
+        "leave the field out or change it, choose a provider or model that takes it, or turn "
+        "strict off to send the request without it]"
+    ]

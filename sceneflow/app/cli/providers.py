@@ -13,7 +13,7 @@ import adapters
 from sceneflow import credentials
 from sceneflow.app.cli.console import console, handle_errors, require_provider
 from sceneflow.errors import ConfigError, RequestValidationError
-from sceneflow.providers import Capabilities, ModelCapabilities, VideoAdapter
+from sceneflow.providers import Capabilities, ModelCapabilities, OptionSpec, VideoAdapter
 
 
 @handle_errors
@@ -59,6 +59,30 @@ def providers(
         ratios = ", ".join(model_caps.aspect_ratios)
         # One line a model, whole (scripts grep it): soft-wrapped by the terminal if it must be.
         console.print(f"aspect ratios: {ratios}; durations: {_durations(model_caps)}")
+        _print_options(key, model, model_caps.options)
+
+
+def _print_options(key: str, model: str, options: dict[str, OptionSpec]) -> None:
+    """The model's own settings a request may pass in `options`, laid out for 80 columns."""
+    if not options:
+        console.print("options: none")
+        return
+    table = Table(
+        "Option",
+        "Type",
+        "Allowed",
+        "What",
+        title=f"{key} / {model}: options",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+    )
+    table.columns[0].overflow = "fold"
+    table.columns[2].overflow = "fold"
+    table.columns[3].overflow = "fold"
+    for name, spec in options.items():
+        table.add_row(name, spec.type, spec.allowed(), spec.description)
+    console.print(table, soft_wrap=False)
 
 
 def _model_details(adapter: VideoAdapter, model: str, user: str) -> None:
@@ -102,8 +126,11 @@ def _model_details(adapter: VideoAdapter, model: str, user: str) -> None:
         if on
     ]
     console.print(f"takes: {' and '.join(kinds)} to video")
+    _print_options(adapter.key, model, model_caps.options)
     if unused:
-        console.print("Inputs SceneFlow does not set (the model's defaults apply):")
+        console.print(
+            "Inputs no request field sets (their defaults apply unless given in options):"
+        )
         for line in unused:
             console.print(f"  {line}")
     for note in notes:

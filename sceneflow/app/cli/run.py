@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -19,7 +20,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from prefect.logging.handlers import PrefectConsoleHandler
@@ -30,18 +31,18 @@ import adapters
 from adapters import Provider
 from flows.batch import generate_batch
 from flows.generate import generate_video
-from sceneflow import batches, preflight, store
+from sceneflow import batches, credentials, preflight, prompts, store
 from sceneflow.app import local_api
 from sceneflow.app.cli.console import console, handle_errors, require_provider
 from sceneflow.db import session_scope
-from sceneflow.errors import RequestValidationError
+from sceneflow.errors import RequestValidationError, SceneFlowError
 from sceneflow.models import (
     TERMINAL_STATUSES,
     JobStatus,
     StandardVideoRequest,
     format_validation_error,
 )
-from sceneflow.providers import Capabilities
+from sceneflow.providers import STRICT_NOTE, Capabilities
 
 T = TypeVar("T")
 INTERRUPTED = 130  # what a shell reports for a command stopped by Ctrl-C (128 + SIGINT)
@@ -50,10 +51,76 @@ IN_FLIGHT = frozenset({JobStatus.SUBMITTING, JobStatus.PROCESSING, JobStatus.GEN
 ProviderOpt = Annotated[str, typer.Option("--provider", "-p", help="Provider key.")]
 UserOpt = Annotated[str, typer.Option("--user", "-u", help="Whose stored credentials to use.")]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="Folder or fsspec URL.")]
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Refuse, before anything is sent, a request the provider would run without a "
+        "field it sets (see README, Strict requests)",
+    ),
+]
+
+
+def _options(options_json: str | None, pairs: list[str] | None) -> dict[str, Any]:
+    """--options JSON, then each --option key=value over it (a value is read as JSON where it
+    is JSON: true, 3, {"type": "simple"}; as text otherwise). Raises RequestValidationError."""
+    problems: list[str] = []
+    found: dict[str, Any] = {}
+    if options_json is not None:
+        try:
+            found = prompts.parse_options(options_json)
+        except ValueError as e:
+            problems.append(str(e))
+    for pair in pairs or []:
+        name, sep, text = pair.partition("=")
+        if not sep or not name.strip():
+            problems.append(
+                f"options: --option {pair!r} is not key=value; write it as --option loop=true"
+            )
+            continue
+        try:
+            found[name.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            found[name.strip()] = text
+    if problems:
+        raise RequestValidationError(problems)
+    return found
 
 
 def _provider_check(provider: str, request: StandardVideoRequest) -> list[str]:
     return adapters.get_adapter(provider).validate(request)
+
+
+def _strict_check(user: str) -> preflight.ProviderCheck:
+    """`_provider_check` that first reads the published schema of a Replicate or fal model
+    outside the built-in tables (with `user`'s credentials where Replicate needs them), once
+    per model: strict can then check the request against it here, and the flow in this process
+    finds it cached. A schema that cannot be read leaves validate()'s own word (refused under
+    strict: the mapping cannot be checked)."""
+    read: set[tuple[str, str | None]] = set()
+
+    def check(provider: str, request: StandardVideoRequest) -> list[str]:
+        adapter = adapters.get_adapter(provider)
+        prepare = getattr(adapter, "prepare", None)
+        if prepare is not None and (provider, request.model) not in read:
+            read.add((provider, request.model))
+            with contextlib.suppress(SceneFlowError):
+                opened = (
+                    credentials.open_credentials(user, adapter.capabilities())
+                    if getattr(adapter, "schema_credentials", True)
+                    else None
+                )
+                asyncio.run(_prepared(adapter, prepare, request, opened))
+        return adapter.validate(request)
+
+    return check
+
+
+async def _prepared(adapter: Any, prepare: Any, request: StandardVideoRequest, opened: Any) -> None:
+    try:
+        await prepare(request, opened)
+    finally:
+        await adapter.aclose()
 
 
 def _capabilities(provider: str) -> Capabilities:
@@ -160,11 +227,25 @@ def generate(
     negative_prompt: Annotated[str | None, typer.Option()] = None,
     image_url: Annotated[str | None, typer.Option(help="First frame")] = None,
     model: Annotated[str | None, typer.Option(help="Provider model id")] = None,
+    audio: Annotated[
+        bool | None,
+        typer.Option("--audio/--no-audio", help="Sound on or off (default: the provider's)"),
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", help="A provider option as key=value, e.g. loop=true; repeat"),
+    ] = None,
+    options: Annotated[
+        str | None,
+        typer.Option("--options", help="Provider options as a JSON object: '{\"loop\": true}'"),
+    ] = None,
     output: OutputOpt = "outputs",
     force: Annotated[bool, typer.Option(help="Generate anew even if already done")] = False,
+    strict: StrictOpt = False,
 ) -> None:
     """Generate one video and wait for it."""
     require_provider(provider)
+    chosen = _options(options, option)
     fields = {
         "prompt": prompt,
         "aspect_ratio": aspect_ratio,
@@ -178,6 +259,8 @@ def generate(
         "negative_prompt": negative_prompt,
         "image_url": image_url,
         "model": model,
+        "audio": audio,
+        "options": chosen or None,
     }
     try:
         request = StandardVideoRequest.model_validate(
@@ -192,14 +275,18 @@ def generate(
         user_id=user,
         provider=provider,
         request=request,
-        provider_check=_provider_check,
+        provider_check=_strict_check(user) if strict else _provider_check,
         capabilities_for=_capabilities,
+        strict=strict,
     )
 
     try:
         with _prefect_api() as api:
             console.print(f"Submitting to {provider}…")
             with console.status(f"Waiting on {provider}…"):
+                # STRICT: strict is checked above (preflight.check_single), before the flow.
+                # When flows/generate.py takes a `strict` parameter, pass strict=strict here so
+                # the flow's own validate step refuses the same requests.
                 result = asyncio.run(
                     _until_done(
                         lambda: generate_video(user, Provider(provider), request, output, force),
@@ -243,6 +330,7 @@ def batch(
         bool,
         typer.Option(help="Send again the rows whose submit reply was lost (may pay twice)"),
     ] = False,
+    strict: StrictOpt = False,
 ) -> None:
     """Generate a video for every row of a prompt CSV; results.csv goes beside the videos.
 
@@ -258,9 +346,19 @@ def batch(
         output_dir=output,
         default_provider=provider,
         user_id=user,
-        provider_check=_provider_check,
+        provider_check=_strict_check(user) if strict else _provider_check,
         capabilities_for=_capabilities,
+        strict=strict,
     )
+    refused = [p for p in checked.problems if any(STRICT_NOTE in x for x in p.problems)]
+    if refused:
+        # generate_batch reads the CSV again without strict (see STRICT below), so a row strict
+        # refuses would still be sent: the whole batch is refused instead, before anything is.
+        more = f" (and {len(refused) - 10} more)" if len(refused) > 10 else ""
+        raise RequestValidationError(
+            [f"strict: {len(refused)} row(s) would be sent without a field they set{more}"]
+            + [p.message() for p in refused[:10]]
+        )
     rows = len(checked.rows) + len(checked.problems)
     console.print(f"{rows} rows: {len(checked.rows)} valid, {len(checked.problems)} invalid.")
     batch_id = batch_id or batches.batch_id_for(source, user)
@@ -289,6 +387,9 @@ def batch(
                             completed=sum(j.status in TERMINAL_STATUSES for j in jobs),
                         )
 
+                # STRICT: the rows strict refuses are counted invalid above (check_batch), but
+                # generate_batch reads the CSV again itself. When flows/batch.py takes a
+                # `strict` parameter, pass strict=strict here so those rows are not sent.
                 summary = asyncio.run(
                     _until_done(
                         lambda: generate_batch(

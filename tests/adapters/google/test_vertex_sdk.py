@@ -296,3 +296,30 @@ def test_sdk_has_no_generate_audio_default(served: tuple[VertexEmulator, str]) -
         model="veo-3.1-generate-001", source=types.GenerateVideosSource(prompt="x")
     )
     assert "generateAudio" not in emu.recorded[0].body.get("parameters", {})
+
+
+@pytest.mark.parametrize("audio", [True, False])
+async def test_audio_and_options_match_the_sdk(
+    served: tuple[VertexEmulator, str], audio: bool
+) -> None:
+    emu, base_url = served
+    client = sdk(base_url)
+    client.models.generate_videos(
+        model="veo-3.1-generate-001",
+        source=types.GenerateVideosSource(prompt="A red fox runs"),
+        config=types.GenerateVideosConfig(
+            number_of_videos=1,
+            aspect_ratio="9:16",
+            duration_seconds=8,
+            resolution="720p",
+            generate_audio=audio,
+            person_generation="dont_allow",
+            enhance_prompt=False,
+        ),
+    )
+    options = {"personGeneration": "dont_allow", "enhancePrompt": False}
+    async with VertexVeoAdapter(base_url=base_url) as adapter:
+        await adapter.submit(req(audio=audio, options=options), creds(base_url))
+    by_sdk, by_adapter = emu.recorded[-2:]
+    assert wire(emu, by_adapter) == wire(emu, by_sdk)
+    assert by_adapter.body["parameters"]["generateAudio"] is audio

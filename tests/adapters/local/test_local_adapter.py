@@ -103,7 +103,7 @@ def test_registered_and_keyless() -> None:
     assert caps.credential_fields == [] and caps.can_cancel
     assert caps.connection_test.startswith("none needed")
     fields = set(caps.models[caps.default_model].fields)
-    assert fields == set(StandardVideoRequest.model_fields) - {"model"}
+    assert fields == set(StandardVideoRequest.model_fields) - {"model", "options"}
     assert (
         "standard ultrafast/23, high veryfast/18"
         in caps.models[caps.default_model].fields["quality"].note

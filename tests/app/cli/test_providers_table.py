@@ -152,12 +152,10 @@ def test_model_reports_the_audio_switch_and_the_inputs_left_at_their_defaults(
 ) -> None:
     run_cli("creds", "set", "default", "replicate", input=REPLICATE_TOKEN)
     out = run_cli("providers", "replicate", "--model", "acme/enum-video").stdout
-    assert "Inputs SceneFlow does not set (the model's defaults apply):" in out
-    assert "  generate_audio: true or false (default true)" in out
+    assert "audio" in out and "Inputs no request field sets" not in out  # all are mapped
     assert (
-        "Note: audio: the model has a switch, input 'generate_audio' (default true); "
-        "SceneFlow's request has no audio field yet, so it is not sent and the model's "
-        "default applies" in out
+        "Note: audio: the model has a switch, input 'generate_audio' (default true); the "
+        "request's audio sets it, and unset leaves the model's default" in out
     )
 
 
@@ -197,3 +195,25 @@ def test_model_reads_a_fal_schema_without_credentials(monkeypatch: pytest.Monkey
     assert "durations: 2-12 s" in result.stdout
     assert "  guidance_scale: numbers from 1 to 20 (default 7.5)" in result.stdout
     assert [e["headers"].get("authorization") for e in emulator.log] == [None]
+
+
+def test_a_provider_lists_each_models_options_within_80_columns() -> None:
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["providers", "kling"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "kling / kling-v1: options" in out and "options: none" in out  # v2-master has none
+    rows = [line.split() for line in out.splitlines()]
+    assert ["mode", "string", '"std"', "or", '"pro"', "the", "mode,", "instead", "of"] in rows
+    assert any(r[:2] == ["camera_control", "object"] for r in rows)
+    assert all(len(line) <= 80 for line in out.splitlines() if "options" in line or "mode" in line)
+
+
+def test_a_schema_models_other_inputs_are_its_options(
+    replicate_emulator: tuple[Starlette, str],
+) -> None:
+    run_cli("creds", "set", "default", "replicate", input=REPLICATE_TOKEN)
+    out = run_cli("providers", "replicate", "--model", "acme/range-video").stdout
+    assert "replicate / acme/range-video: options" in out
+    (row,) = [line for line in out.splitlines() if line.startswith("guidance_scale")]
+    assert row.split()[:2] == ["guidance_scale", "number"] and "from 1 to 20" in row

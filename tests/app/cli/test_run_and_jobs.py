@@ -222,7 +222,7 @@ def test_a_missing_csv_unknown_columns_or_missing_credentials_fail_before_any_fl
     bad = tmp_path / "bad.csv"
     bad.write_text("prompt,aspect_ratio,motion_intensity,colour\nx,16:9,3,red\n")
     assert one_error_line(invoke("batch", str(bad))).startswith(
-        "Unknown column(s) colour. Allowed columns: aspect_ratio, duration,"
+        "Unknown column(s) colour. Allowed columns: aspect_ratio, audio, duration,"
     )
     assert one_error_line(invoke("generate", "a cat", "--provider", "runway", "--user", "bob")) == (
         "No credentials for provider 'runway' and user 'bob': run `sceneflow creds set bob runway`"

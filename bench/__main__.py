@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {results_md.RESULTS_MD}")
         return 0
     known = benchmarks()
+    # `--configs 10k bench_batch` would take the module for a configuration.
+    args.names += [name for name in args.configs or () if name in known]
+    args.configs = [name for name in args.configs or () if name not in known]
     unknown = [name for name in args.names if name not in known]
     if unknown:
         parser.error(f"no benchmark {', '.join(unknown)}; known: {', '.join(known)}")

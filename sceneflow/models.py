@@ -115,6 +115,10 @@ class StandardVideoRequest(BaseModel):
             raise ValueError("option names must not be blank")
         return {name.strip(): value for name, value in v.items()}
 
+    def __hash__(self) -> int:
+        # Frozen, so hashable as before `options` (a dict) joined the fields: by its JSON.
+        return hash(self.model_dump_json())
+
     @model_serializer(mode="wrap")
     def _leave_out_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # A request that sets neither audio nor options serialises as it did before they

@@ -134,7 +134,7 @@ class VeoBase(HttpAdapter):
                 type="string",
                 choices=list(self.person_generation),
                 wire="parameters.personGeneration",
-                description="whether people may appear (Google's default: allow_adult)",
+                description="whether people may appear in the video",
             ),
             "enhancePrompt": OptionSpec(
                 type="boolean",

@@ -254,3 +254,16 @@ def test_frame_size_is_even_and_follows_the_aspect_ratio(
 ) -> None:
     req = StandardVideoRequest(**VALID | {"resolution": resolution, "aspect_ratio": aspect})
     assert req.frame_size() == size
+
+
+def test_audio_and_options_leave_an_old_requests_json_and_identity_unchanged() -> None:
+    plain = StandardVideoRequest(prompt="a kite", aspect_ratio="16:9", motion_intensity=3)
+    assert "audio" not in plain.model_dump_json() and "options" not in plain.model_dump_json()
+    loud = plain.model_copy(update={"audio": True, "options": {"loop": True}})
+    again = StandardVideoRequest.model_validate_json(loud.model_dump_json())
+    assert (again.audio, again.options) == (True, {"loop": True})
+    assert hash(again) == hash(loud) and {plain, loud} == {plain, again}
+
+
+def test_an_option_name_must_not_be_blank() -> None:
+    assert problems(options={" ": 1}) == ["options: option names must not be blank"]

@@ -40,6 +40,7 @@ async def generate_batch(
     batch_id: str | None = None,
     regenerate: list[str] | None = None,
     resubmit_unknown: bool = False,
+    strict: bool = False,
 ) -> BatchSummary:
     """Generate a video for every valid row of a prompt CSV and write results.csv.
 
@@ -57,6 +58,8 @@ async def generate_batch(
         regenerate: Row ids to generate anew even if they completed (each is paid again).
         resubmit_unknown: Send again every row whose submit reply was lost and that the
             provider cannot be asked about (UNKNOWN); one of them may then be paid twice.
+        strict: A row the provider would run without a field it sets is an invalid row, not
+            a warning; nothing is sent for it.
     """
     if max_concurrency < 1:
         raise ValueError("max_concurrency must be at least 1")
@@ -64,7 +67,7 @@ async def generate_batch(
     batch_id = batch_id or batches.batch_id_for(csv_path, user_id)
     batches.claim_output_folder(output_dir, batch_id)
     again = set(regenerate or ())
-    batch = read_prompts(csv_path, Provider(provider).value)
+    batch = read_prompts(csv_path, Provider(provider).value, strict)
     providers = sorted({row.provider for row in batch.rows})
     credentials: dict[str, Credentials | SceneFlowError] = {}
     for key in providers:

@@ -25,6 +25,7 @@ async def generate_video(
     output_dir: str = "outputs",
     force: bool = False,
     deadline_seconds: float | None = None,
+    strict: bool = False,
 ) -> StandardVideoResult:
     """Generate one video: validate, load credentials, submit, wait, download, record.
 
@@ -36,10 +37,12 @@ async def generate_video(
         force: Generate this request anew even if it already completed (it is paid again).
         deadline_seconds: Give up (and cancel) once the job has run this many seconds; default
             per provider. Time in the provider's queue has its own limit (README, Configuration).
+        strict: Refuse the request, before anything is sent, if the provider would run it
+            without a field it sets (a warning otherwise).
     """
     provider_key = Provider(provider).value
     since = utcnow()
-    warnings = validate_request(provider_key, request)
+    warnings = validate_request(provider_key, request, strict)
     credentials = await load_credentials(user_id, provider_key)
     prepared = ledger.prepare_job(
         user_id=user_id, provider=provider_key, request=request, regenerate=force

@@ -21,12 +21,14 @@ from tasks.generation import check_request
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
-def read_prompts(csv_path: str, default_provider: str) -> PromptBatch:
-    """Read the whole CSV in one pass and validate every row; bad rows are reported, not raised."""
+def read_prompts(csv_path: str, default_provider: str, strict: bool = False) -> PromptBatch:
+    """Read the whole CSV in one pass and validate every row; bad rows are reported, not raised.
+    With `strict`, a row the provider would run without a field it sets is a bad row."""
     batch = prompts.parse_prompts(
         prompts.read_csv_text(csv_path),
         default_provider=default_provider,
         provider_check=check_request,
+        strict=strict,
     )
     logger = get_run_logger()
     for problem in batch.problems:

@@ -22,6 +22,7 @@ from sceneflow.jobs import lanes, ledger
 from sceneflow.jobs.lanes import LaneJob, LaneWork, RowHooks
 from sceneflow.jobs.ledger import JobRef
 from sceneflow.models import JobStatus, StandardVideoRequest
+from sceneflow.providers import validate_request as validate_with
 from tasks.policies import RETRY_OPTIONS
 
 
@@ -39,15 +40,20 @@ def _group_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | Non
     return f"sceneflow-group-{hashlib.sha256(ids.encode()).hexdigest()}"
 
 
-def check_request(provider: str, request: StandardVideoRequest) -> list[str]:
-    """The provider's own limits; raises RequestValidationError, returns warnings."""
-    return get_adapter(provider).validate(request)
+def check_request(
+    provider: str, request: StandardVideoRequest, *, strict: bool = False
+) -> list[str]:
+    """The provider's own limits; raises RequestValidationError, returns warnings. With
+    `strict`, a field the provider would go without is refused too."""
+    return validate_with(get_adapter(provider), request, strict=strict)
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, task_run_name="validate[{provider}]")
-def validate_request(provider: str, request: StandardVideoRequest) -> list[str]:
+def validate_request(
+    provider: str, request: StandardVideoRequest, strict: bool = False
+) -> list[str]:
     """Check the request against SceneFlow's and the provider's limits before anything is sent."""
-    warnings = check_request(provider, request)
+    warnings = check_request(provider, request, strict=strict)
     for warning in warnings:
         get_run_logger().warning("%s", warning)
     return warnings

@@ -97,15 +97,9 @@ class VideoGenerationGateway:
         strict: bool,
     ) -> StandardVideoResult:
         adapters.adapter_class(provider)  # UnknownProviderError names the known keys
-        if strict:
-            # STRICT: checked here, before the flow starts. When flows/generate.py takes a
-            # `strict` parameter, pass strict=strict to generate_video below as well.
-            adapter = self.get_adapter(provider)
-            try:
-                validate_request(adapter, request, strict=True)
-            finally:
-                await adapter.aclose()
-        return await generate_video(user_id, Provider(provider), request, output_dir, force)
+        return await generate_video(
+            user_id, Provider(provider), request, output_dir, force, strict=strict
+        )
 
     async def _submit(
         self,

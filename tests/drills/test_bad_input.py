@@ -127,9 +127,9 @@ BAD_CSVS = {
                         "prompt, aspect_ratio and motion_intensity; the other columns are "
                         "optional."),
     "unknown column": ("prompt,aspect_ratio,motion_intensity,colour\nA cat,16:9,3,red\n",
-                       "Unknown column(s) colour. Allowed columns: aspect_ratio, duration, fps, "
-                       "id, image_url, model, motion_intensity, negative_prompt, prompt, "
-                       "provider, quality, resolution, seed, style."),
+                       "Unknown column(s) colour. Allowed columns: aspect_ratio, audio, duration, "
+                       "fps, id, image_url, model, motion_intensity, negative_prompt, options, "
+                       "prompt, provider, quality, resolution, seed, style."),
     "latin-1 byte": ((HEADER + "\na,A cat,16:9,3\nb,Caf\xe9 at dawn,16:9,3\n").encode("latin-1"),
                      "The prompt CSV {src} is not UTF-8: row 3 has the byte 0xe9, which UTF-8 "
                      "does not allow (Latin-1 or Windows-1252 text?); save it as UTF-8 CSV (in "

@@ -284,9 +284,8 @@ def generate(
         with _prefect_api() as api:
             console.print(f"Submitting to {provider}…")
             with console.status(f"Waiting on {provider}…"):
-                # STRICT: strict is checked above (preflight.check_single), before the flow.
-                # When flows/generate.py takes a `strict` parameter, pass strict=strict here so
-                # the flow's own validate step refuses the same requests.
+                # Strict was checked above (preflight.check_single) with a schema model's
+                # schema read, which the flow's own `strict` cannot do: it is not passed on.
                 result = asyncio.run(
                     _until_done(
                         lambda: generate_video(user, Provider(provider), request, output, force),
@@ -352,8 +351,8 @@ def batch(
     )
     refused = [p for p in checked.problems if any(STRICT_NOTE in x for x in p.problems)]
     if refused:
-        # generate_batch reads the CSV again without strict (see STRICT below), so a row strict
-        # refuses would still be sent: the whole batch is refused instead, before anything is.
+        # Strict is settled here, for the whole batch, with every schema model's schema read
+        # (the flow's own `strict` cannot read them): nothing is sent for any row.
         more = f" (and {len(refused) - 10} more)" if len(refused) > 10 else ""
         raise RequestValidationError(
             [f"strict: {len(refused)} row(s) would be sent without a field they set{more}"]
@@ -387,9 +386,6 @@ def batch(
                             completed=sum(j.status in TERMINAL_STATUSES for j in jobs),
                         )
 
-                # STRICT: the rows strict refuses are counted invalid above (check_batch), but
-                # generate_batch reads the CSV again itself. When flows/batch.py takes a
-                # `strict` parameter, pass strict=strict here so those rows are not sent.
                 summary = asyncio.run(
                     _until_done(
                         lambda: generate_batch(

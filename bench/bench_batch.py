@@ -841,9 +841,18 @@ def _stop_group(proc: subprocess.Popen[Any], grace: float) -> None:
 # --------------------------------------------------------------------------- the whole run
 
 
+class Stopped(Exception):
+    """SIGTERM reached the bench: the measurement running is stopped, none after it starts,
+    and what was measured is still reported."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Stopped
+
+
 def _child(args: list[str], timeout: float) -> dict[str, Any]:
-    """One measurement in a fresh process of its own (its own session, so a timeout or a
-    Ctrl-C here stops it and everything it started); its JSON, or what went wrong."""
+    """One measurement in a fresh process of its own (its own session, so a timeout, a Ctrl-C
+    or a SIGTERM here stops it and everything it started); its JSON, or what went wrong."""
     command = [sys.executable, "-m", "bench.bench_batch", *args]
     proc = subprocess.Popen(
         command, cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True
@@ -853,7 +862,7 @@ def _child(args: list[str], timeout: float) -> dict[str, Any]:
     except subprocess.TimeoutExpired:
         _stop_group(proc, grace=10)
         return {"error": f"killed after {timeout:.0f} s without an answer"}
-    except BaseException:
+    except BaseException:  # Stopped (SIGTERM), KeyboardInterrupt
         _stop_group(proc, grace=10)
         raise
     lines = [line for line in out.splitlines() if line.strip()]
@@ -925,15 +934,38 @@ def run(
         "load_average_start": _load(),
         "configs": {},
     }
-    for config in configs:
-        entry: dict[str, Any] = {
-            **config.describe(),
-            **machine(),
-            "started_utc": _now(),
-            "load_average_start": _load(),
-        }
-        seconds = budget or default_budget(config)
-        entry["budget_seconds"] = seconds
+    try:
+        for config in configs:
+            _measure(config, modes, budget, profile, result)
+    except Stopped:
+        result["stopped"] = (
+            f"Stopped by SIGTERM at {_now()}: the measurement then running is left out."
+        )
+        if result["configs"]:
+            list(result["configs"].values())[-1]["stopped"] = result["stopped"]
+    result["finished_utc"], result["load_average_end"] = _now(), _load()
+    return result
+
+
+def _measure(
+    config: Config,
+    modes: tuple[str, ...],
+    budget: float | None,
+    profile: int,
+    result: dict[str, Any],
+) -> None:
+    """One configuration into result["configs"], each phase as it ends, so a SIGTERM keeps
+    what was measured before it."""
+    entry: dict[str, Any] = {
+        **config.describe(),
+        **machine(),
+        "started_utc": _now(),
+        "load_average_start": _load(),
+    }
+    result["configs"][config.name] = entry
+    seconds = budget or default_budget(config)
+    entry["budget_seconds"] = seconds
+    try:
         plain = entry["plain"] = _child(["--phase", "plain", *config.args()], seconds + 600)
         if "wall_seconds" in plain:
             plain["vs_limit"] = round(plain["wall_seconds"] / config.limit, 2)
@@ -956,10 +988,8 @@ def run(
                 flow = {"error": str(e).splitlines()[0]}
             flow.update(_ratios(config, plain, flow))
             entry["modes"][mode] = flow
+    finally:
         entry["finished_utc"], entry["load_average_end"] = _now(), _load()
-        result["configs"][config.name] = entry
-    result["finished_utc"], result["load_average_end"] = _now(), _load()
-    return result
 
 
 def table(result: dict[str, Any]) -> str:
@@ -1023,6 +1053,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.phase is not None:
         return _phase(args, parser)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     result = run(_configs(args, parser), tuple(args.modes), args.budget, args.profile)
     print(json.dumps(result, indent=2) if args.json else table(result), flush=True)
     phases = [c["plain"] for c in result["configs"].values()]

@@ -193,6 +193,7 @@ def batch_tables(
         c = configs[name]
         out += [f"### {name}: {_heading(c)}", "", _where(c), ""]
         out += [note, ""] if note else []
+        out += [c["stopped"], ""] if c.get("stopped") else []
         out += [config_table(c), ""]
     return "\n".join(out)
 

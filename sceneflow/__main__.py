@@ -82,9 +82,16 @@ def _loading(console: Console | None) -> Iterator[None]:
         live.stop()  # erases the status and shows the cursor again
 
 
+TELEMETRY_OFF = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+
 def main() -> None:
     """Show a status on a terminal while the command tree loads, then run the command."""
     console = None if _quiet(sys.argv[1:], os.environ) else _terminal(sys.stderr)
+    # Prefect prints its telemetry notice while it is imported, before the CLI's own defaults
+    # (sceneflow.app.cli) can turn it off; SceneFlow runs on offline machines and sends none.
+    for name, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(name, value)
     try:
         with _loading(console):
             from sceneflow.app.cli import app

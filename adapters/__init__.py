@@ -10,6 +10,7 @@ else outside its own module.
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import cache
 from importlib import import_module
 
 import httpx
@@ -49,6 +50,13 @@ def adapter_class(provider: str) -> type[VideoAdapter]:
         target = REGISTRY[provider]
     except KeyError:
         raise UnknownProviderError(provider, known()) from None
+    return _load(target)
+
+
+@cache
+def _load(target: str) -> type[VideoAdapter]:
+    # Keyed by the registry's entry, not the provider key, so a changed entry loads anew;
+    # validating a 100,000-row CSV asked import_module 100,000 times (issue 10).
     module, _, name = target.partition(":")
     return getattr(import_module(module), name)  # type: ignore[no-any-return]
 

@@ -269,9 +269,16 @@ def parse_prompts(
     problems: list[RowProblem] = []
     seen_ids: dict[str, int] = {}
     occurrences: Counter[str] = Counter()
-    for index, record in enumerate(frame.to_dict(orient="records")):
+    columns = list(frame.columns)
+    # Columns as lists and rows as tuples: DataFrame.to_dict(orient="records") boxed every
+    # cell through pandas and took about a third of validating a 100,000-row CSV.
+    for index, values in enumerate(zip(*(frame[c].tolist() for c in columns), strict=True)):
         row_number = index + 2
-        cells = {k: v.strip() for k, v in record.items() if isinstance(v, str) and v.strip()}
+        cells = {
+            k: v.strip()
+            for k, v in zip(columns, values, strict=True)
+            if isinstance(v, str) and v.strip()
+        }
         row_id = cells.pop("id", None)
         provider = cells.pop("provider", None) or default_provider
         errors: list[str] = []

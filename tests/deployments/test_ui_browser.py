@@ -241,6 +241,7 @@ def test_a_custom_run_of_batch_from_csv_finishes_with_its_results_artifact(
         "batch_id": None,
         "regenerate": None,
         "resubmit_unknown": False,
+        "strict": False,
     }
     # The toast that confirms the new run. Prefect mounts two toast containers, and the later
     # one lies on top.

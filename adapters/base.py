@@ -188,6 +188,13 @@ class HttpAdapter:
     ) -> Lookup | None:
         return None  # providers with a list endpoint override this
 
+    def validate(self, request: StandardVideoRequest) -> list[str]:
+        raise NotImplementedError(f"{type(self).__name__} must implement validate")
+
+    async def prepare(self, request: StandardVideoRequest, credentials: Credentials) -> list[str]:
+        """`validate`: nothing needs reading first (Replicate and fal read a model's schema)."""
+        return self.validate(request)
+
     def auth_headers(self, credentials: Credentials) -> dict[str, str]:
         raise NotImplementedError(f"{type(self).__name__} must implement auth_headers")
 

@@ -24,6 +24,7 @@ __all__ = [
     "StandardVideoRequest",
     "StandardVideoResult",
     "format_validation_error",
+    "gcs_bucket_problem",
     "TERMINAL_STATUSES",
 ]
 
@@ -67,6 +68,53 @@ TERMINAL_STATUSES = frozenset(
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"]
 Quality = Literal["draft", "standard", "high"]
 
+_IMAGE_FORMS = (
+    "an http(s) URL, a data: URL, or a Cloud Storage object gs://BUCKET/OBJECT "
+    "(such as gs://my-bucket/frames/first.png)"
+)
+# https://cloud.google.com/storage/docs/buckets#naming: lowercase letters, digits, -, _ and .,
+# a letter or digit at each end; 3 to 63 characters, or up to 222 with dots, each dot-separated
+# part at most 63. The rules for names Google reserves ("goog" prefix, "google") are rules for
+# creating a bucket, not for naming one that exists, so they are not checked here.
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*[a-z0-9]")
+_DOTTED_QUAD = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+
+
+def gcs_bucket_problem(bucket: str) -> str | None:
+    """What makes `bucket` not a Cloud Storage bucket name, or None when it is one."""
+    if not bucket:
+        return "it names no bucket"
+    if _BUCKET_NAME.fullmatch(bucket) is None:
+        return (
+            f"the bucket name {bucket!r} must be lowercase letters, digits, -, _ and ., "
+            "starting and ending with a letter or digit"
+        )
+    parts = bucket.split(".")
+    if not 3 <= len(bucket) <= (222 if len(parts) > 1 else 63):
+        return f"the bucket name {bucket!r} must be 3 to 63 characters (up to 222 with dots)"
+    if "" in parts or any(len(part) > 63 for part in parts):
+        return f"the bucket name {bucket!r} must have 1 to 63 characters between its dots"
+    if _DOTTED_QUAD.fullmatch(bucket):
+        return f"the bucket name {bucket!r} is an IP address, which Cloud Storage refuses"
+    return None
+
+
+def _gcs_object_problem(url: str) -> str | None:
+    """What makes `url` not gs://BUCKET/OBJECT, by Cloud Storage's naming rules
+    (https://cloud.google.com/storage/docs/objects#naming), or None."""
+    bucket, slash, name = url.removeprefix("gs://").partition("/")
+    if problem := gcs_bucket_problem(bucket):
+        return f"{url[:80]!r} is not a Cloud Storage object: {problem}"
+    if not slash or not name:
+        return f"{url[:80]!r} names a bucket but no object"
+    if name in (".", "..") or "\r" in name or "\n" in name or len(name.encode()) > 1024:
+        return (
+            f"{url[:80]!r} is not a Cloud Storage object: an object name is 1 to 1,024 bytes, "
+            "not . or .., without line breaks"
+        )
+    return None
+
+
 _RESOLUTION_NAMES = {"480p": 480, "720p": 720, "1080p": 1080, "4k": 2160}
 _WXH = re.compile(r"^(\d{2,5})x(\d{2,5})$")
 
@@ -88,7 +136,11 @@ class StandardVideoRequest(BaseModel):
     quality: Quality = Field("standard", description="draft, standard or high.")
     fps: int = Field(24, ge=6, le=60, description="Frames per second, 6 to 60.")
     seed: int | None = Field(None, ge=0, le=999_999_999, description="0 to 999999999.")
-    image_url: str | None = Field(None, description="Optional first frame (http(s) or data URL).")
+    image_url: str | None = Field(
+        None,
+        description="Optional first frame: an http(s) URL, a data: URL, or gs://BUCKET/OBJECT "
+        "for a provider that reads Cloud Storage (vertex).",
+    )
     model: str | None = Field(None, description="Provider model id; each provider has a default.")
     audio: bool | None = Field(
         None,
@@ -147,8 +199,11 @@ class StandardVideoRequest(BaseModel):
     @field_validator("image_url")
     @classmethod
     def _image_url(cls, v: str | None) -> str | None:
-        if v and not v.startswith(("http://", "https://", "data:")):
-            raise ValueError("must be an http(s) URL or a data: URL")
+        if v and v.startswith("gs://"):
+            if problem := _gcs_object_problem(v):
+                raise ValueError(f"{problem}; allowed: {_IMAGE_FORMS}")
+        elif v and not v.startswith(("http://", "https://", "data:")):
+            raise ValueError(f"must be {_IMAGE_FORMS}")
         return v or None
 
     def frame_size(self) -> tuple[int, int]:

@@ -20,6 +20,7 @@ from sceneflow.errors import CredentialsError, RequestValidationError
 from sceneflow.models import StandardVideoRequest, StandardVideoResult
 
 __all__ = [
+    "GCS_IMAGE_PROVIDERS",
     "STRICT_EXEMPT",
     "STRICT_NOTE",
     "Capabilities",
@@ -204,6 +205,11 @@ class Capabilities(BaseModel):
     max_poll_interval: float = 30
     deadline: float = Field(1800, description="Seconds a job may run before it is cancelled.")
     queue_deadline: float = Field(3600, description="Seconds it may wait queued, before that.")
+    gcs_images: bool = Field(
+        False,
+        description="Takes a gs://BUCKET/OBJECT first frame (image_url) and has the provider "
+        "read it from Cloud Storage; validate_request refuses one for any other provider.",
+    )
 
 
 class Credentials:
@@ -281,7 +287,14 @@ class VideoAdapter(Protocol):
 
     def validate(self, request: StandardVideoRequest) -> list[str]:
         """Raise RequestValidationError for what the provider cannot do; return warnings for
-        fields it has no equivalent for (they are reported, never dropped silently)."""
+        fields it has no equivalent for (they are reported, never dropped silently). Callers
+        go through `validate_request`, which adds the checks of the contract itself."""
+
+    async def prepare(self, request: StandardVideoRequest, credentials: Credentials) -> list[str]:
+        """`validate` with what it needs read first (a Replicate or fal model's published
+        schema); the job engine calls it right before the send. Raises
+        RequestValidationError; returns the warnings. Most adapters need nothing first
+        (`adapters.base.HttpAdapter.prepare` returns `validate`'s)."""
 
     async def submit(
         self,
@@ -347,9 +360,41 @@ def enforce_strict(warnings: list[str], *, provider: str, strict: bool) -> list[
     return warnings
 
 
+# The providers whose Capabilities say gcs_images, named in the refusal of a gs:// image for any
+# other (the core cannot read the registry; tests/adapters/test_gcs_images.py keeps this true).
+GCS_IMAGE_PROVIDERS = ("vertex",)
+
+
+def _contract_problems(adapter: VideoAdapter, request: StandardVideoRequest) -> list[str]:
+    """What the adapter contract itself refuses, whatever the adapter's own check says."""
+    url = request.image_url
+    # Capabilities are read only for a gs:// image: building them costs, a CSV has many rows.
+    if url and url.startswith("gs://") and not adapter.capabilities().gcs_images:
+        takers = ", ".join(GCS_IMAGE_PROVIDERS)
+        which = "the provider" if len(GCS_IMAGE_PROVIDERS) == 1 else "one of"
+        return [
+            f"image_url: {adapter.key} cannot read a gs:// image (providers that take one: "
+            f"{takers}). Use an https URL it can fetch instead (for a private object, a signed "
+            f"URL from `gcloud storage sign-url {url[:80]}`), a data: URL, or {which} {takers}"
+        ]
+    return []
+
+
 def validate_request(
     adapter: VideoAdapter, request: StandardVideoRequest, *, strict: bool = False
 ) -> list[str]:
-    """The adapter's own check; with `strict`, the warnings it would send the request with
-    are refused too. Raises RequestValidationError; returns the warnings."""
-    return enforce_strict(adapter.validate(request), provider=adapter.key, strict=strict)
+    """The contract's checks and the adapter's own, every problem at once; with `strict`, the
+    warnings it would send the request with are refused too. Raises RequestValidationError;
+    returns the warnings. Every path that validates a request goes through here."""
+    problems = _contract_problems(adapter, request)
+    if not problems:
+        return enforce_strict(adapter.validate(request), provider=adapter.key, strict=strict)
+    try:
+        adapter.validate(request)
+    except RequestValidationError as e:
+        # Every problem at once, the contract's first. The adapter's own word on the image
+        # judges a URL it was never meant to take (one says gs:// is no https URL, one that it
+        # cannot read gs:// either): the contract's line says it, and what to use instead.
+        refused = {p.partition(":")[0] for p in problems}
+        problems += [p for p in e.problems if p.partition(":")[0] not in refused]
+    raise RequestValidationError(problems, provider=adapter.key)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import re
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -51,8 +50,8 @@ from sceneflow.errors import (
     RejectedError,
     TransientError,
 )
-from sceneflow.models import StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Credentials
+from sceneflow.models import StandardVideoRequest, StandardVideoResult, gcs_bucket_problem
+from sceneflow.providers import Capabilities, Credentials
 from sceneflow.settings import get_settings
 
 __all__ = ["VertexVeoAdapter"]
@@ -77,9 +76,6 @@ MODELS: dict[str, ModelSpec] = {
 # Tokens live an hour; renew a little early so a poll never carries one that expires in flight.
 TOKEN_MARGIN = 300
 INLINE_PREFIX = "vertex-inline:"
-# Bucket names: https://cloud.google.com/storage/docs/buckets#naming (3-63 characters, or up to
-# 222 with dots; lowercase letters, digits, -, _ and .; a letter or digit at each end).
-_BUCKET = re.compile(r"[a-z0-9](?:[a-z0-9._-]{1,220})[a-z0-9]")
 _STORAGE_FORM = "gs://BUCKET/PREFIX/ (such as gs://my-bucket/sceneflow/)"
 CREDENTIAL_FORMS = (
     '{"service_account": {<the JSON key file>}, "project": "...", "location": "us-central1"} '
@@ -173,6 +169,11 @@ class VertexVeoAdapter(VeoBase):
             urls = {k.lower(): v for k, v in get_settings().base_urls.items()}
             self._storage_url = (urls.get(STORAGE_SETTING) or STORAGE_URL).rstrip("/")
         return self._storage_url
+
+    def capabilities(self) -> Capabilities:
+        # Vertex reads a gs:// first frame itself (`image.gcsUri`): the contract's flag, which
+        # `sceneflow.providers.validate_request` checks for every provider.
+        return super().capabilities().model_copy(update={"gcs_images": True})
 
     def _problem(self, text: str) -> CredentialsError:
         return CredentialsError(
@@ -485,9 +486,5 @@ def _storage_ok(uri: str) -> bool:
         return False
     bucket, _, prefix = uri.removeprefix("gs://").partition("/")
     parts = prefix.rstrip("/").split("/") if prefix.rstrip("/") else []
-    return (
-        _BUCKET.fullmatch(bucket) is not None
-        and ".." not in bucket
-        and (len(bucket) <= 63 or "." in bucket)
-        and all(part not in ("", ".", "..") for part in parts)
-    )
+    # Bucket names by Google's rules, as the request's gs:// first frames are checked.
+    return gcs_bucket_problem(bucket) is None and all(part not in ("", ".", "..") for part in parts)

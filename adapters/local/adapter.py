@@ -125,6 +125,10 @@ class LocalAdapter:
             raise RequestValidationError(problems, provider=KEY)
         return audio_warnings(KEY, request, renders=False)
 
+    async def prepare(self, request: StandardVideoRequest, credentials: Credentials) -> list[str]:
+        """`validate`: the local renderer has nothing to read first."""
+        return self.validate(request)
+
     async def submit(
         self,
         request: StandardVideoRequest,

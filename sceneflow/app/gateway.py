@@ -111,10 +111,13 @@ class VideoGenerationGateway:
     ) -> StandardVideoResult:
         adapter = self.get_adapter(provider)
         try:
-            if strict and (prepare := getattr(adapter, "prepare", None)) is not None:
-                # A Replicate or fal model outside the built-in tables: read its schema first,
-                # so strict checks the request against it rather than refusing it unread.
-                await prepare(
+            if strict and getattr(adapter, "schema_credentials", None) is not None:
+                # A Replicate or fal model outside the built-in tables (the adapters that read
+                # a schema in `prepare` declare schema_credentials): read its schema first, so
+                # strict checks the request against it rather than refusing it unread. The
+                # contract's own checks come before anything is read.
+                validate_request(adapter, request)
+                await adapter.prepare(
                     request, credentials.open_credentials(user_id, adapter.capabilities())
                 )
             warnings = validate_request(adapter, request, strict=strict)

@@ -103,6 +103,20 @@ async def _send(
 ) -> JobRef:
     request = StandardVideoRequest.model_validate_json(job.request_json)
     reference = send_reference(job)
+    # The adapter's last word before the send, with what it must read first (a Replicate or
+    # fal model's schema): a value the schema refuses fails here, not at the provider, and the
+    # fields it cannot map are reported in the run. A stand-in written before `prepare` joined
+    # the contract (a test double) has nothing to read, and every caller validated already.
+    prepare = getattr(adapter, "prepare", None)
+    try:
+        warnings = await prepare(request, credentials) if prepare is not None else []
+    except BaseException as e:
+        # Nothing left: back to QUEUED, so `settle` ends a refused request FAILED (not
+        # UNKNOWN, as a send that may be out would be) and a transient error sends anew.
+        unsend(job.id, e)
+        raise
+    for warning in dict.fromkeys(warnings):
+        logger.warning("job %s: %s", job.id, warning)
     try:
         provider_job_id = await logged_call(
             job.id,

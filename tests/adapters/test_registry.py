@@ -9,9 +9,9 @@ import pytest
 
 import adapters
 from adapters import Provider
-from sceneflow.errors import UnknownProviderError
+from sceneflow.errors import RequestValidationError, UnknownProviderError
 from sceneflow.models import StandardVideoRequest
-from sceneflow.providers import VideoAdapter
+from sceneflow.providers import Credentials, VideoAdapter
 
 ADAPTER_DIR = Path(adapters.__file__).parent
 
@@ -111,3 +111,24 @@ async def test_a_key_the_provider_echoes_back_never_reaches_the_error():
             await adapter.test_connection(Credentials({"api_key": key}))
     assert key not in str(e.value)
     assert "Incorrect API key provided: [redacted]" in str(e.value)
+
+
+@pytest.mark.parametrize("key", sorted(adapters.REGISTRY))
+async def test_prepare_says_what_validate_says_where_nothing_is_read_first(key: str):
+    # Every adapter has prepare (the job engine calls it right before the send); with the
+    # default model no schema is read, so it is validate(), refusals included.
+    adapter = adapters.get_adapter(key)
+    for duration in (5, 8):
+        request = StandardVideoRequest(
+            prompt="A kite", aspect_ratio="16:9", motion_intensity=5, duration=duration, seed=4
+        )
+        try:
+            expected: object = adapter.validate(request)
+        except RequestValidationError as e:
+            expected = e.problems
+        try:
+            got: object = await adapter.prepare(request, Credentials({"api_key": "k" * 16}))
+        except RequestValidationError as e:
+            got = e.problems
+        assert got == expected
+    await adapter.aclose()

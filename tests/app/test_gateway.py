@@ -365,3 +365,17 @@ async def test_strict_refuses_before_sending_and_options_are_checked(
         "option 'loop' (it takes no options)"
     )
     assert runway.submissions == sent
+
+
+async def test_a_gs_image_is_refused_for_a_provider_that_cannot_read_it(
+    runway: runway_emulator.RunwayEmulator,
+) -> None:
+    request = REQUESTS["runway"].model_copy(update={"image_url": "gs://sf-bucket/frames/a.png"})
+    for strict in (False, True):
+        refused = await gateway.trigger_generation(USER, request, "runway", strict=strict)
+        assert (refused.success, refused.error) == (False, "RequestValidationError")
+        assert (refused.message or "").startswith(
+            "Invalid request for provider 'runway': image_url: runway cannot read a gs:// image "
+            "(providers that take one: vertex). Use an https URL it can fetch instead"
+        )
+    assert runway.submissions == 0

@@ -176,12 +176,94 @@ def test_image_url_accepts_http_and_data_urls(url: str) -> None:
     assert StandardVideoRequest(**VALID | {"image_url": url}).image_url == url
 
 
+IMAGE_FORMS = (
+    "an http(s) URL, a data: URL, or a Cloud Storage object gs://BUCKET/OBJECT "
+    "(such as gs://my-bucket/frames/first.png)"
+)
+
+
 def test_image_url_rejects_other_schemes_and_blank_means_none() -> None:
-    assert problems(image_url="ftp://x/a.png") == [
-        "image_url: must be an http(s) URL or a data: URL"
-    ]
-    assert problems(image_url="/tmp/a.png") == ["image_url: must be an http(s) URL or a data: URL"]
+    assert problems(image_url="ftp://x/a.png") == [f"image_url: must be {IMAGE_FORMS}"]
+    assert problems(image_url="/tmp/a.png") == [f"image_url: must be {IMAGE_FORMS}"]
     assert StandardVideoRequest(**VALID | {"image_url": ""}).image_url is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "gs://sf-bucket/frames/fox.png",
+        "gs://my.bucket.example/x.jpg",
+        "gs://a_b/deep/er/path with space.webp",
+        "gs://abc/x",
+        "gs://" + "a" * 63 + "/x",
+        "gs://" + ".".join(["a" * 63] * 3) + "/x",
+    ],
+)
+def test_image_url_accepts_a_cloud_storage_object(url: str) -> None:
+    assert StandardVideoRequest(**VALID | {"image_url": url}).image_url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("gs://", "'gs://' is not a Cloud Storage object: it names no bucket"),
+        ("gs:///x.png", "'gs:///x.png' is not a Cloud Storage object: it names no bucket"),
+        ("gs://sf-bucket", "'gs://sf-bucket' names a bucket but no object"),
+        ("gs://sf-bucket/", "'gs://sf-bucket/' names a bucket but no object"),
+        (
+            "gs://ab/x.png",
+            "'gs://ab/x.png' is not a Cloud Storage object: the bucket name 'ab' must be 3 to 63 "
+            "characters (up to 222 with dots)",
+        ),
+        (
+            "gs://" + "a" * 64 + "/x",
+            f"'gs://{'a' * 64}/x' is not a Cloud Storage object: the bucket name '{'a' * 64}' "
+            "must be 3 to 63 characters (up to 222 with dots)",
+        ),
+        (
+            "gs://My_Bucket/x.png",
+            "'gs://My_Bucket/x.png' is not a Cloud Storage object: the bucket name 'My_Bucket' "
+            "must be lowercase letters, digits, -, _ and ., starting and ending with a letter "
+            "or digit",
+        ),
+        (
+            "gs://-bucket/x.png",
+            "'gs://-bucket/x.png' is not a Cloud Storage object: the bucket name '-bucket' must "
+            "be lowercase letters, digits, -, _ and ., starting and ending with a letter or digit",
+        ),
+        (
+            "gs://sf bucket/x.png",
+            "'gs://sf bucket/x.png' is not a Cloud Storage object: the bucket name 'sf bucket' "
+            "must be lowercase letters, digits, -, _ and ., starting and ending with a letter "
+            "or digit",
+        ),
+        (
+            "gs://a..b/x.png",
+            "'gs://a..b/x.png' is not a Cloud Storage object: the bucket name 'a..b' must have 1 "
+            "to 63 characters between its dots",
+        ),
+        (
+            "gs://192.168.5.4/x.png",
+            "'gs://192.168.5.4/x.png' is not a Cloud Storage object: the bucket name "
+            "'192.168.5.4' is an IP address, which Cloud Storage refuses",
+        ),
+        (
+            "gs://sf-bucket/..",
+            "'gs://sf-bucket/..' is not a Cloud Storage object: an object name is 1 to 1,024 "
+            "bytes, not . or .., without line breaks",
+        ),
+    ],
+)
+def test_a_malformed_cloud_storage_url_is_refused_naming_the_allowed_forms(
+    url: str, problem: str
+) -> None:
+    assert problems(image_url=url) == [f"image_url: {problem}; allowed: {IMAGE_FORMS}"]
+
+
+def test_a_cloud_storage_object_name_is_at_most_1024_bytes() -> None:
+    assert StandardVideoRequest(**VALID | {"image_url": "gs://abc/" + "é" * 512}).image_url
+    (line,) = problems(image_url="gs://abc/" + "é" * 513)
+    assert line.startswith("image_url: 'gs://abc/") and "1 to 1,024 bytes" in line
 
 
 def test_model_must_be_a_string() -> None:

@@ -42,7 +42,7 @@ from sceneflow.models import (
     StandardVideoRequest,
     format_validation_error,
 )
-from sceneflow.providers import STRICT_NOTE, Capabilities
+from sceneflow.providers import STRICT_NOTE, Capabilities, VideoAdapter, validate_request
 
 T = TypeVar("T")
 INTERRUPTED = 130  # what a shell reports for a command stopped by Ctrl-C (128 + SIGINT)
@@ -88,7 +88,7 @@ def _options(options_json: str | None, pairs: list[str] | None) -> dict[str, Any
 
 
 def _provider_check(provider: str, request: StandardVideoRequest) -> list[str]:
-    return adapters.get_adapter(provider).validate(request)
+    return validate_request(adapters.get_adapter(provider), request)
 
 
 def _strict_check(user: str) -> preflight.ProviderCheck:
@@ -101,24 +101,25 @@ def _strict_check(user: str) -> preflight.ProviderCheck:
 
     def check(provider: str, request: StandardVideoRequest) -> list[str]:
         adapter = adapters.get_adapter(provider)
-        prepare = getattr(adapter, "prepare", None)
-        if prepare is not None and (provider, request.model) not in read:
+        # The adapters that read a model's schema in `prepare` say whether it takes a key.
+        schema_credentials = getattr(adapter, "schema_credentials", None)
+        if schema_credentials is not None and (provider, request.model) not in read:
             read.add((provider, request.model))
             with contextlib.suppress(SceneFlowError):
                 opened = (
                     credentials.open_credentials(user, adapter.capabilities())
-                    if getattr(adapter, "schema_credentials", True)
+                    if schema_credentials
                     else None
                 )
-                asyncio.run(_prepared(adapter, prepare, request, opened))
-        return adapter.validate(request)
+                asyncio.run(_prepared(adapter, request, opened))
+        return validate_request(adapter, request)
 
     return check
 
 
-async def _prepared(adapter: Any, prepare: Any, request: StandardVideoRequest, opened: Any) -> None:
+async def _prepared(adapter: VideoAdapter, request: StandardVideoRequest, opened: Any) -> None:
     try:
-        await prepare(request, opened)
+        await adapter.prepare(request, opened)
     finally:
         await adapter.aclose()
 

@@ -28,7 +28,7 @@ from sceneflow.errors import (
     TransientError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest
-from sceneflow.providers import Credentials
+from sceneflow.providers import Credentials, validate_request
 from sceneflow.settings import get_settings
 from tests.support.emulators._base import sample_mp4, serve
 from tests.support.emulators.vertex import RAI_MESSAGE, RAI_REASON, VertexEmulator
@@ -88,9 +88,8 @@ def req(**kw: object) -> StandardVideoRequest:
 
 
 def gs_req(image_url: str, **kw: object) -> StandardVideoRequest:
-    """A request with a gs:// first frame. StandardVideoRequest's own validator allows only
-    http(s) and data: URLs today (sceneflow/models.py, not this adapter's file), so the URL is
-    put in after validation, as the model will accept it once gs:// is allowed there."""
+    """A request with a gs:// first frame put in past the request model's own check, for the
+    adapter's checks of URLs the model already refuses (a bucket with no object)."""
     return req(**kw).model_copy(update={"image_url": image_url})
 
 
@@ -560,6 +559,39 @@ async def test_gcs_first_frame_is_sent_as_gcs_uri(served: tuple[VertexEmulator, 
     }
     assert "Unable to read the image at gs://sf-bucket/frames/gone.jpg" in str(exc.value)
     assert emu.submissions == 2
+
+
+async def test_a_gs_first_frame_reaches_vertex_through_the_request_and_the_contract(
+    served: tuple[VertexEmulator, str],
+) -> None:
+    """End to end: the request model accepts the gs:// URL, validate_request passes it (Vertex
+    declares gcs_images), and the submit sends it as instances[0].image.gcsUri over HTTP."""
+    emu, base_url = served
+    emu.objects[("sf-bucket", "frames/fox.webp")] = b"RIFF"
+    request = StandardVideoRequest.model_validate(
+        {
+            "prompt": "A red fox runs",
+            "aspect_ratio": "9:16",
+            "motion_intensity": 5,
+            "duration": 8,
+            "image_url": "gs://sf-bucket/frames/fox.webp",
+        }
+    )
+    async with VertexVeoAdapter(base_url=base_url) as adapter:
+        assert adapter.capabilities().gcs_images
+        warnings = validate_request(adapter, request, strict=False)
+        job_id = await adapter.submit(request, creds(base_url))
+        assert (await adapter.status(job_id, creds(base_url))).provider_job_id == job_id
+    assert warnings == [
+        "motion_intensity: vertex has no equivalent setting; not sent; describe the motion in "
+        "the prompt"
+    ]
+    (sent,) = [r for r in emu.recorded if r.path.endswith(":predictLongRunning")]
+    assert sent.body["instances"][0]["image"] == {
+        "gcsUri": "gs://sf-bucket/frames/fox.webp",
+        "mimeType": "image/webp",
+    }
+    assert emu.submissions == 1
 
 
 def test_gcs_first_frame_validation() -> None:

@@ -24,7 +24,6 @@ from tests.adapters.google.test_vertex import (
     PUBLIC_KEY,
     creds,
     express,
-    gs_req,
     req,
     service_account,
 )
@@ -278,7 +277,8 @@ async def test_gcs_first_frame_matches_the_sdk(served: tuple[VertexEmulator, str
         ),
     )
     async with VertexVeoAdapter(base_url=base_url) as adapter:
-        await adapter.submit(gs_req("gs://sf-bucket/frames/fox.jpg"), express())
+        # Through the request model, which takes gs:// first frames.
+        await adapter.submit(req(image_url="gs://sf-bucket/frames/fox.jpg"), express())
     by_sdk, by_adapter = emu.recorded
     assert express_wire(by_adapter) == express_wire(by_sdk)
     assert by_adapter.body["instances"][0]["image"] == {

@@ -94,6 +94,24 @@ async def submit_job(
     return await _recover(adapter, job_id, credentials, user_id, logger)
 
 
+def _as_asked(request: StandardVideoRequest) -> StandardVideoRequest:
+    """The request with only the fields that differ from their defaults marked as set.
+
+    A job row stores every field, so a request read back from it has every field "set", and
+    prepare would warn on every row about fields nobody asked for (fps, quality); the send
+    itself still gets the stored request unchanged."""
+    fields = StandardVideoRequest.model_fields
+    data = request.model_dump()
+    return StandardVideoRequest.model_validate(
+        {
+            name: value
+            for name, value in data.items()
+            if fields[name].is_required()
+            or value != fields[name].get_default(call_default_factory=True)
+        }
+    )
+
+
 async def _send(
     adapter: VideoAdapter,
     job: GenerationJob,
@@ -109,7 +127,7 @@ async def _send(
     # the contract (a test double) has nothing to read, and every caller validated already.
     prepare = getattr(adapter, "prepare", None)
     try:
-        warnings = await prepare(request, credentials) if prepare is not None else []
+        warnings = await prepare(_as_asked(request), credentials) if prepare is not None else []
     except BaseException as e:
         # Nothing left: back to QUEUED, so `settle` ends a refused request FAILED (not
         # UNKNOWN, as a send that may be out would be) and a transient error sends anew.

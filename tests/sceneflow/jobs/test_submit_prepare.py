@@ -76,14 +76,12 @@ async def test_a_schema_models_unmapped_fields_are_logged_once_a_job_and_each_is
     for job_id, fields in ((jobs[0], ["seed"]), (jobs[1], ["negative_prompt", "seed"])):
         for field in fields:
             assert f"job {job_id}: {field}: {where} (its schema has no input for it)" in logged
-    # Each job's lines are what prepare says of the request as the ledger stored it.
-    for job_id in jobs:
-        with session_scope() as session:
-            stored = StandardVideoRequest.model_validate_json(
-                ledger.load_job(session, job_id).request_json
-            )
+    # Each job's lines are what prepare says of the row as it was asked for (the stored row
+    # holds every default too; those are not the user's and draw no warning).
+    asked = (req(duration=3, seed=7), req(duration=4, seed=8, negative_prompt="blur"))
+    for job_id, request in zip(jobs, asked, strict=True):
         async with FalAdapter(base_url=url, schema_base_url=url) as adapter:
-            said = await adapter.prepare(stored, CREDS)
+            said = await adapter.prepare(request, CREDS)
         assert [line for line in logged if line.startswith(f"job {job_id}: ")] == [
             f"job {job_id}: {w}" for w in said
         ]
@@ -157,3 +155,23 @@ def test_a_sceneflow_error_while_submitting_ends_failed_not_unknown() -> None:
     refused = RequestValidationError(["duration: out of range"], provider="fal")
     assert ledger.settle(job_id, refused, USER) == JobStatus.FAILED
     assert row(job_id)[0] == JobStatus.FAILED
+
+
+async def test_prepare_hears_only_the_fields_the_row_set_not_every_stored_default() -> None:
+    """A job row stores every field; read back, each would count as set and warn on every row
+    ("fps not supported", "quality not supported") though the CSV never named them."""
+    seen: list[set[str]] = []
+
+    class Recording(FalAdapter):
+        async def prepare(
+            self, request: StandardVideoRequest, credentials: Any = None
+        ) -> list[str]:
+            seen.append(set(request.model_fields_set))
+            return []
+
+        async def submit(self, request: StandardVideoRequest, credentials: Any, **kw: Any) -> str:
+            return "req-1"
+
+    (job_id,) = batch_jobs(req(model="fal-ai/veo3", seed=7))
+    await submit.submit_job(Recording(), job_id, CREDS, user_id=USER, logger=RUN)
+    assert seen == [{"prompt", "aspect_ratio", "motion_intensity", "model", "seed"}]

@@ -38,7 +38,7 @@ async def run_group(
     # each task run carries one job at a time, so the limit counts jobs in flight.
     with tags(f"provider:{work.adapter.key}"):
         try:
-            return await generate_videos(jobs, work, label, since, hooks, raise_error)
+            return await generate_videos(jobs, work, label, hooks, raise_error)
         except (SceneFlowError, asyncio.CancelledError, KeyboardInterrupt):
             raise  # the jobs are settled: a group of one's own error, or an interrupt
         except Exception as e:

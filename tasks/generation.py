@@ -10,8 +10,8 @@ source of truth when the cache is cold or on another machine.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -24,6 +24,10 @@ from sceneflow.jobs.ledger import JobRef
 from sceneflow.models import JobStatus, StandardVideoRequest
 from sceneflow.providers import validate_request as validate_with
 from tasks.policies import RETRY_OPTIONS
+
+# The jobs each group's last try left for its retry, by task run (a retry is the same task run,
+# in the same process); the retry takes its entry.
+_PENDING: dict[UUID, list[str]] = {}
 
 
 def _group_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
@@ -69,26 +73,29 @@ async def generate_videos(
     jobs: list[LaneJob],
     work: LaneWork,
     label: str,
-    since: datetime,
     hooks: RowHooks | None = None,
     raise_error: bool = False,
 ) -> list[JobRef | None]:
     """Take each job of the group to a verified video, one after another, and end every one in
     the ledger. A transient error is retried by Prefect (the policy in tasks/policies.py); the
-    retry resumes only the jobs that have not ended since `since`. With `raise_error` (a group
+    retry resumes only the jobs the last try left pending. With `raise_error` (a group
     of one job, for a caller that wants its error), a job that did not complete raises why."""
     context = TaskRunContext.get()
     run_count = context.task_run.run_count if context else 1
     retries = context.task.retries if context else 0
+    run_id = context.task_run.id if context else None
+    only = _PENDING.pop(run_id, None) if run_id is not None and run_count > 1 else None
     result = await lanes.run_lane(
         jobs,
         work,
         retry_left=run_count <= retries,
-        since=since if run_count > 1 else None,
+        only=only,
         hooks=hooks,
         logger=get_run_logger(),
     )
     if result.retry is not None:
+        if run_id is not None:
+            _PENDING[run_id] = result.pending
         raise result.retry
     if raise_error and result.errors:
         raise next(iter(result.errors.values()))

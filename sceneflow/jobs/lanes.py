@@ -9,17 +9,16 @@ provider's jobs in flight across workers, because each one runs a single job at 
 Every job of a group ends in the ledger (`ledger.settle` is the one failure policy), and the
 group goes on to its next job whatever one job hit. The errors worth trying again (a submit
 refused by a 503, a download cut off) are not settled while a retry is left: the group reports
-one of them (`LaneResult.retry`) so Prefect's retry machinery runs the group again, and the
-retry resumes only the jobs that have not ended in this run, from where the ledger has them.
+one of them (`LaneResult.retry`, its jobs in `LaneResult.pending`) so Prefect's retry machinery
+runs the group again, and the retry resumes only those jobs, from where the ledger has them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol
 
 from sceneflow.errors import RateLimitedError, SceneFlowError, is_retryable
@@ -74,8 +73,10 @@ class LaneJob(JobRef):
 @dataclass
 class LaneResult:
     done: list[JobRef | None]
-    # A transient error a retry of the group would resolve; its jobs are not settled yet.
+    # A transient error a retry of the group would resolve, and the jobs (not settled yet)
+    # that the retry runs again.
     retry: SceneFlowError | None = None
+    pending: list[str] = field(default_factory=list)
     # Why each job that did not complete ended, for a caller that runs a single job.
     errors: dict[str, BaseException] = field(default_factory=dict)
 
@@ -124,17 +125,18 @@ async def run_lane(
     work: LaneWork,
     *,
     retry_left: bool,
-    since: datetime | None = None,
+    only: Collection[str] | None = None,
     hooks: RowHooks | None = None,
     logger: Logger = ledger.log,
 ) -> LaneResult:
     """Run the jobs one after another; every one ends in the ledger unless a retry is left for
-    a transient error. `since` (set on a retry): skip the jobs that ended at or after it."""
+    a transient error. `only` (on a retry): the job ids the last try left pending."""
     done: list[JobRef | None] = [None] * len(jobs)
     pending: list[SceneFlowError] = []
+    pending_ids: list[str] = []
     errors: dict[str, BaseException] = {}
     for i, job in enumerate(jobs):
-        if since is not None and ledger.ended_since(job.job_id, since):
+        if only is not None and job.job_id not in only:
             continue
         if hooks:
             await hooks.started(job)
@@ -147,6 +149,7 @@ async def run_lane(
             if retry_left and is_retryable(e):
                 logger.warning("job %s: %s; its group tries it again", job.job_id, e)
                 pending.append(e)
+                pending_ids.append(job.job_id)
                 continue
             ledger.settle(job.job_id, e, work.user_id)
             errors[job.job_id] = e
@@ -156,4 +159,4 @@ async def run_lane(
             errors[job.job_id] = e
         if hooks:
             await hooks.finished(job, done[i])
-    return LaneResult(done=done, retry=_retry_first(pending), errors=errors)
+    return LaneResult(done=done, retry=_retry_first(pending), pending=pending_ids, errors=errors)

@@ -182,6 +182,8 @@ async def _recover(
         mark_ambiguous(job_id, error, user_id)
         if isinstance(e, AuthError):
             reject_key(user_id, adapter.key)
+        if is_retryable(e):
+            raise  # the job stays UNKNOWN; the group's retry asks again, else the next run
         raise error from e
     if found.provider_job_id:
         log_attempt(job_id, "lookup", detail=f"found {found.provider_job_id}", started=started)

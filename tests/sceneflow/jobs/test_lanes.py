@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sceneflow.errors import CredentialsError, TransientError
+from sceneflow.errors import AmbiguousSubmitError, CredentialsError, TransientError
 from sceneflow.jobs import lanes, ledger
 from sceneflow.jobs.lanes import LaneJob, LaneWork, lane_size, run_lane
 from sceneflow.jobs.ledger import JobRef
 from sceneflow.jobs.poll import deadlines_for
 from sceneflow.models import JobStatus, StandardVideoRequest
-from sceneflow.providers import Credentials
-from sceneflow.tables import utcnow
+from sceneflow.providers import Credentials, Lookup
 from tests.support.fakes import SECRET, ScriptedAdapter
 
 
@@ -86,7 +85,7 @@ async def test_a_transient_error_is_left_for_the_retry_and_the_retry_resumes_onl
     tmp_path: Path,
 ) -> None:
     ScriptedAdapter.reset(transient_submit_failures=1)
-    jobs, since = _jobs(3), utcnow()
+    jobs = _jobs(3)
     work = _work(ScriptedAdapter(), tmp_path)
     first = await run_lane(jobs, work, retry_left=True)
     assert isinstance(first.retry, TransientError)
@@ -97,7 +96,8 @@ async def test_a_transient_error_is_left_for_the_retry_and_the_retry_resumes_onl
         JobStatus.COMPLETED,
     ]
     heard = Heard()
-    again = await run_lane(jobs, work, retry_left=True, since=since, hooks=heard)
+    assert first.pending == [jobs[0].job_id]
+    again = await run_lane(jobs, work, retry_left=True, only=first.pending, hooks=heard)
     assert again.retry is None
     assert [_status(j) for j in jobs] == [JobStatus.COMPLETED] * 3
     assert heard.events == [("started", jobs[0].job_id), ("finished", jobs[0].job_id)]
@@ -150,3 +150,36 @@ async def test_a_bug_in_one_job_fails_it_with_its_reason_and_the_others_go_on(
     first = ledger.summarize(jobs[0].job_id)
     assert first.status != JobStatus.COMPLETED and "ZeroDivisionError: a bug" in (first.error or "")
     assert isinstance(result.errors[jobs[0].job_id], ZeroDivisionError)
+
+
+class LostThenAskable(ScriptedAdapter):
+    """A submit whose reply is lost (the job was created), and a lookup that answers 503 once."""
+
+    lookups = 0
+
+    async def submit(
+        self, request: StandardVideoRequest, credentials: Credentials, **kw: object
+    ) -> str:
+        created = await super().submit(request, credentials)
+        raise AmbiguousSubmitError(
+            f"runway answered HTTP 502 after creating {created}", provider=self.key
+        )
+
+    async def find_submitted(self, request: object, credentials: object, **kw: object) -> Lookup:
+        type(self).lookups += 1
+        if type(self).lookups == 1:
+            raise TransientError("runway answered HTTP 503: busy", provider=self.key)
+        return Lookup(job_ids=list(self.script.submits), complete=True)
+
+
+async def test_a_lookup_that_fails_for_a_moment_is_asked_again_by_the_retry(tmp_path: Path) -> None:
+    ScriptedAdapter.reset()
+    LostThenAskable.lookups = 0
+    (job,) = _jobs(1)
+    work = _work(LostThenAskable(), tmp_path)
+    first = await run_lane([job], work, retry_left=True)
+    assert isinstance(first.retry, TransientError) and first.pending == [job.job_id]
+    assert _status(job) == JobStatus.UNKNOWN  # until it is found
+    again = await run_lane([job], work, retry_left=True, only=first.pending)
+    assert again.retry is None and _status(job) == JobStatus.COMPLETED
+    assert len(ScriptedAdapter.script.submits) == 1  # found, not sent again

@@ -7,11 +7,13 @@ list or query its jobs, a job created since the send with the same inputs, not a
 row's, is that send's job and is resumed. Where the search was complete and found nothing, the
 send never arrived, and the job is sent again, once, saying why in its attempt log. Where the
 provider cannot be asked, or the search was not complete, the job stays UNKNOWN until the user
-asks, per job, to send it again (design.md §3).
+asks, per job, to send it again (design.md §3). A lookup costs nothing, so one that fails for a
+moment (a 503, a rate limit) is asked again in place before the job waits for a retry.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import timedelta
@@ -21,7 +23,13 @@ from pydantic import BaseModel
 
 from sceneflow import store
 from sceneflow.db import session_scope
-from sceneflow.errors import AmbiguousSubmitError, AuthError, SceneFlowError, is_retryable
+from sceneflow.errors import (
+    AmbiguousSubmitError,
+    AuthError,
+    RateLimitedError,
+    SceneFlowError,
+    is_retryable,
+)
 from sceneflow.jobs.ledger import (
     JobRef,
     accept_submission,
@@ -47,6 +55,9 @@ __all__ = ["CLOCK_SKEW", "LostJob", "find_lost_job", "submit_job"]
 # The provider's clock may run behind ours; a job it stamps this much before our send is still
 # a candidate.
 CLOCK_SKEW = timedelta(minutes=2)
+# A lookup costs nothing, like a status check, so one that fails for a moment is asked again in
+# place, for this long, before the job is left to the group's retry and then the next run.
+LOOKUP_PATIENCE = 300.0
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
@@ -123,11 +134,9 @@ async def _send(
     reference = send_reference(job)
     # The adapter's last word before the send, with what it must read first (a Replicate or
     # fal model's schema): a value the schema refuses fails here, not at the provider, and the
-    # fields it cannot map are reported in the run. A stand-in written before `prepare` joined
-    # the contract (a test double) has nothing to read, and every caller validated already.
-    prepare = getattr(adapter, "prepare", None)
+    # fields it cannot map are reported in the run.
     try:
-        warnings = await prepare(_as_asked(request), credentials) if prepare is not None else []
+        warnings = await adapter.prepare(_as_asked(request), credentials)
     except BaseException as e:
         # Nothing left: back to QUEUED, so `settle` ends a refused request FAILED (not
         # UNKNOWN, as a send that may be out would be) and a transient error sends anew.
@@ -170,7 +179,7 @@ async def _recover(
     lost = f"The submit of job {job_id} to {adapter.key} may have created a job ({cause})"
     started = time.time()
     try:
-        found = await find_lost_job(adapter, job_id, credentials)
+        found = await _ask_patiently(adapter, job_id, credentials)
     except SceneFlowError as e:
         # However the lookup failed (a 401 included), the job may exist: it stays UNKNOWN, and
         # the next run asks again. A rejected key still marks the credentials invalid.
@@ -206,6 +215,27 @@ async def _recover(
     log_attempt(job_id, "lookup", error=error, started=started)
     mark_ambiguous(job_id, error, user_id)
     raise error
+
+
+async def _ask_patiently(adapter: VideoAdapter, job_id: str, credentials: Credentials) -> LostJob:
+    """`find_lost_job`, asked again with the provider's poll backoff (and at least its
+    Retry-After) while it fails transiently, for up to LOOKUP_PATIENCE seconds."""
+    caps = adapter.capabilities()
+    interval = caps.poll_interval
+    give_up = time.monotonic() + LOOKUP_PATIENCE
+    while True:
+        started = time.time()
+        try:
+            return await find_lost_job(adapter, job_id, credentials)
+        except SceneFlowError as e:
+            pause = interval
+            if isinstance(e, RateLimitedError) and e.retry_after:
+                pause = max(pause, e.retry_after)
+            if not is_retryable(e) or time.monotonic() + pause > give_up:
+                raise
+            log_attempt(job_id, "lookup", error=e, started=started)
+        await asyncio.sleep(pause)
+        interval = min(interval * 1.5, caps.max_poll_interval)
 
 
 async def find_lost_job(adapter: VideoAdapter, job_id: str, credentials: Credentials) -> LostJob:

@@ -21,6 +21,7 @@ from sceneflow.providers import Credentials
 from sceneflow.settings import get_settings
 from tests.support.emulators import replicate, runway
 from tests.support.emulators._base import Emulator, serve
+from tests.support.fakes import ScriptedAdapter
 from tests.support.polling import fast_polling
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -133,7 +134,7 @@ def _details(job_id: str, operation: str) -> list[str]:
         return [r.detail for r in rows]
 
 
-class _LookupRefused:
+class _LookupRefused(ScriptedAdapter):
     """The submit's reply is lost, then the provider refuses the key for the lookup."""
 
     key = "replicate"
@@ -154,7 +155,7 @@ async def test_a_failed_lookup_keeps_the_job_unknown_so_no_rerun_pays_again(scen
         )
     ref = ledger.prepare_job(user_id="ann", provider="replicate", request=REQUEST)
     with pytest.raises(AmbiguousSubmitError, match="asking replicate for it failed") as e:
-        await submit.submit_job(_LookupRefused(), ref.job_id, Credentials({}), user_id="ann")  # type: ignore[arg-type]
+        await submit.submit_job(_LookupRefused(), ref.job_id, Credentials({}), user_id="ann")
     assert isinstance(e.value.__cause__, AuthError)
     job, attempts = _job("replicate")
     assert job.status == JobStatus.UNKNOWN  # FAILED would make a re-run submit anew

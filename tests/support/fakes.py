@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from sceneflow.errors import AuthError, TransientError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, Credentials, FieldMapping, ModelCapabilities
+from sceneflow.providers import (
+    Capabilities,
+    Credentials,
+    FieldMapping,
+    Lookup,
+    ModelCapabilities,
+)
 from tests.support.emulators._base import sample_mp4
 
 SECRET = "sk-test-SUPERSECRET-0123456789abcdef"
@@ -62,6 +69,9 @@ class ScriptedAdapter:
     def validate(self, request: StandardVideoRequest) -> list[str]:
         return []
 
+    async def prepare(self, request: StandardVideoRequest, credentials: Credentials) -> list[str]:
+        return self.validate(request)
+
     def _check(self, credentials: Credentials) -> None:
         key = credentials.require("api_key", provider=self.key)
         self.script.credentials_seen.append(key)
@@ -109,6 +119,16 @@ class ScriptedAdapter:
             video_url=f"https://cdn.example/{job_id}.mp4?sig=SIGNED-SECRET",
             cost=5,
         )
+
+    async def find_submitted(
+        self,
+        request: StandardVideoRequest,
+        credentials: Credentials,
+        *,
+        since: datetime,
+        reference: str | None = None,
+    ) -> Lookup | None:
+        return None  # like Runway: no way to list or query its jobs
 
     async def cancel(self, job_id: str, credentials: Credentials) -> None:
         self._check(credentials)

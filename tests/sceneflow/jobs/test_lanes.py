@@ -6,8 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from sqlmodel import col, select
+
+from sceneflow import store
+from sceneflow.db import session_scope
 from sceneflow.errors import AmbiguousSubmitError, CredentialsError, TransientError
-from sceneflow.jobs import lanes, ledger
+from sceneflow.jobs import lanes, ledger, submit
 from sceneflow.jobs.lanes import LaneJob, LaneWork, lane_size, run_lane
 from sceneflow.jobs.ledger import JobRef
 from sceneflow.jobs.poll import deadlines_for
@@ -153,9 +158,11 @@ async def test_a_bug_in_one_job_fails_it_with_its_reason_and_the_others_go_on(
 
 
 class LostThenAskable(ScriptedAdapter):
-    """A submit whose reply is lost (the job was created), and a lookup that answers 503 once."""
+    """A submit whose reply is lost (the job was created), and a lookup that answers 503 the
+    first `failing` times."""
 
     lookups = 0
+    failing = 1
 
     async def submit(
         self, request: StandardVideoRequest, credentials: Credentials, **kw: object
@@ -167,14 +174,35 @@ class LostThenAskable(ScriptedAdapter):
 
     async def find_submitted(self, request: object, credentials: object, **kw: object) -> Lookup:
         type(self).lookups += 1
-        if type(self).lookups == 1:
+        if type(self).lookups <= self.failing:
             raise TransientError("runway answered HTTP 503: busy", provider=self.key)
         return Lookup(job_ids=list(self.script.submits), complete=True)
 
 
-async def test_a_lookup_that_fails_for_a_moment_is_asked_again_by_the_retry(tmp_path: Path) -> None:
+async def test_a_lookup_that_fails_for_a_moment_is_asked_again_in_place(tmp_path: Path) -> None:
     ScriptedAdapter.reset()
-    LostThenAskable.lookups = 0
+    LostThenAskable.lookups, LostThenAskable.failing = 0, 3
+    (job,) = _jobs(1)
+    result = await run_lane([job], _work(LostThenAskable(), tmp_path), retry_left=True)
+    assert result.retry is None and _status(job) == JobStatus.COMPLETED
+    assert LostThenAskable.lookups == 4
+    assert len(ScriptedAdapter.script.submits) == 1  # found, not sent again
+    with session_scope() as session:
+        tries = session.exec(
+            select(store.GenerationAttempt.outcome)
+            .where(store.GenerationAttempt.job_id == job.job_id)
+            .where(store.GenerationAttempt.operation == "lookup")
+            .order_by(col(store.GenerationAttempt.id))
+        ).all()
+    assert tries == ["error", "error", "error", "ok"]
+
+
+async def test_a_lookup_still_failing_after_its_patience_is_left_to_the_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(submit, "LOOKUP_PATIENCE", 0.0)
+    ScriptedAdapter.reset()
+    LostThenAskable.lookups, LostThenAskable.failing = 0, 1
     (job,) = _jobs(1)
     work = _work(LostThenAskable(), tmp_path)
     first = await run_lane([job], work, retry_left=True)

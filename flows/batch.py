@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 import httpx
 from prefect import flow, get_run_logger
@@ -76,22 +77,31 @@ async def generate_batch(
         except SceneFlowError as e:
             logger.error("%s rows cannot run: %s", key, e)
             credentials[key] = e
-    # One HTTP pool a provider, sized to its lanes: httpx's default pool of 100 made httpcore
-    # scan idle connections on every request (issue 10).
-    clients = {key: _client(max_concurrency) for key in providers}
-    adapters = {key: get_adapter(key, client=clients[key]) for key in providers}
+    pools = _pools(max_concurrency)
+    tls = httpx.create_ssl_context()  # the CA bundle, loaded once for every pool, not per pool
+    clients = {key: [_client(size, tls) for size in pools] for key in providers}
     since = utcnow()
-    work = {
-        key: LaneWork(
-            adapter=adapter,
-            credentials=credentials[key],
-            user_id=user_id,
-            output_dir=output_dir,
-            deadlines=deadlines_for(key, adapter.capabilities(), deadline_seconds),
-        )
-        for key, adapter in adapters.items()
-    }
-    limits = {key: asyncio.Semaphore(max_concurrency) for key in providers}
+    work: dict[str, list[LaneWork]] = {}
+    for key in providers:
+        adapters = [get_adapter(key, client=client) for client in clients[key]]
+        deadlines = deadlines_for(key, adapters[0].capabilities(), deadline_seconds)
+        work[key] = [
+            LaneWork(
+                adapter=adapter,
+                credentials=credentials[key],
+                user_id=user_id,
+                output_dir=output_dir,
+                deadlines=deadlines,
+            )
+            for adapter in adapters
+        ]
+    # A lane in use holds one of its provider's C slots, each naming the pool it sends through.
+    slots: dict[str, asyncio.Queue[int]] = {}
+    for key in providers:
+        slots[key] = asyncio.Queue()
+        for pool, size in enumerate(pools):
+            for _ in range(size):
+                slots[key].put_nowait(pool)
     # One transaction for every row: a transaction a row held the event loop for seconds.
     refs = ledger.prepare_jobs(
         user_id=user_id,
@@ -117,11 +127,14 @@ async def generate_batch(
     rows = _Rows(batch.rows, refs, progress, user_id=user_id, batch_id=batch_id)
 
     async def run(key: str, group: list[LaneJob]) -> None:
-        async with limits[key]:
+        pool = await slots[key].get()
+        try:
             first, last = rows.numbers(group)
             done = await run_group(
-                group, work[key], label=f"{key} rows {first}-{last}", since=since, hooks=rows
+                group, work[key][pool], label=f"{key} rows {first}-{last}", since=since, hooks=rows
             )
+        finally:
+            slots[key].put_nowait(pool)
         for job, ref in zip(group, done, strict=True):
             await rows.finished(job, ref)  # a cached group never ran its hooks
 
@@ -140,8 +153,9 @@ async def generate_batch(
     finally:
         for running_group in running:
             running_group.cancel()  # a group that failed must not leave its siblings running
-        for client in clients.values():
-            await client.aclose()
+        for pooled in clients.values():
+            for client in pooled:
+                await client.aclose()
     await progress.tick(final=True)
     records = [batches.invalid_record(p) for p in batch.problems] + rows.records()
     summary = await write_results(records, output_dir, batch_id)
@@ -157,9 +171,21 @@ async def generate_batch(
     return summary
 
 
-def _client(concurrency: int) -> httpx.AsyncClient:
-    pool = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    return httpx.AsyncClient(timeout=HttpAdapter.timeout, limits=pool)
+# httpcore looks at every connection of a pool on each request, so one pool of C connections
+# costs O(C) a request: at C=50 that scan was about a seventh of the flow's CPU (issue 10). A
+# provider's C lanes share ceil(C / POOL_SIZE) pools instead, none larger than POOL_SIZE.
+POOL_SIZE = 8
+
+
+def _pools(concurrency: int) -> list[int]:
+    """The connections of each pool, together `concurrency`, as even as they divide."""
+    count = -(-concurrency // POOL_SIZE)
+    return [concurrency // count + (i < concurrency % count) for i in range(count)]
+
+
+def _client(connections: int, tls: ssl.SSLContext) -> httpx.AsyncClient:
+    pool = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.AsyncClient(timeout=HttpAdapter.timeout, limits=pool, verify=tls)
 
 
 def _groups(jobs: list[LaneJob], concurrency: int) -> list[list[LaneJob]]:

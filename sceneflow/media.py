@@ -40,7 +40,13 @@ class VideoInfo(BaseModel):
 def probe_video(path: str | Path) -> VideoInfo:
     """Open `path` with PyAV and describe its first video stream; raise InvalidVideoError if
     the file is missing, empty, not a container, or has no video stream."""
-    path = Path(path)
+    info, _ = _read(Path(path), count_packets=False)
+    return info
+
+
+def _read(path: Path, *, count_packets: bool) -> tuple[VideoInfo, int]:
+    """The stream's description and, with `count_packets`, the video packets really in the
+    file, from one open (each open costs about as much as the demux of a short clip)."""
     if not path.is_file():
         raise InvalidVideoError(path, "no such file")
     size = path.stat().st_size
@@ -56,7 +62,13 @@ def probe_video(path: str | Path) -> VideoInfo:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else 0.0
-        frames = stream.frames or sum(1 for p in container.demux(stream) if p.size)
+        present = -1
+        if count_packets or not stream.frames:
+            try:
+                present = sum(1 for p in container.demux(stream) if p.size)
+            except av.FFmpegError as e:
+                raise InvalidVideoError(path, f"damaged video data ({e.strerror})") from e
+        frames = stream.frames or present
         # The stream's own duration is exact for MP4; the container's may include other
         # streams or be missing, and frames/fps is the last resort for raw streams.
         if stream.duration is not None and stream.time_base is not None:
@@ -65,7 +77,7 @@ def probe_video(path: str | Path) -> VideoInfo:
             duration = container.duration / av.time_base
         else:
             duration = frames / fps if fps else 0.0
-        return VideoInfo(
+        info = VideoInfo(
             duration=duration,
             width=stream.codec_context.width,
             height=stream.codec_context.height,
@@ -74,6 +86,7 @@ def probe_video(path: str | Path) -> VideoInfo:
             codec=stream.codec_context.name,
             size_bytes=size,
         )
+    return info, present
 
 
 def verify_video(
@@ -82,16 +95,11 @@ def verify_video(
     """`probe_video`, then raise InvalidVideoError if the video has no frames, is cut short, or
     its duration is off from `expected_duration` by more than `tolerance` (0.25 is 25%)."""
     path = Path(path)
-    info = probe_video(path)
+    # The index (moov) can sit at the front and list every frame of a file cut short, so
+    # the packets really present are counted; demuxing reads no pixels and is cheap.
+    info, present = _read(path, count_packets=True)
     if info.frames == 0 or info.duration <= 0:
         raise InvalidVideoError(path, "the video stream holds no frames")
-    # The index (moov) can sit at the front and list every frame of a file cut short, so
-    # count the packets really present; demuxing reads no pixels and is cheap.
-    try:
-        with av.open(str(path)) as container:
-            present = sum(1 for p in container.demux(container.streams.video[0]) if p.size)
-    except av.FFmpegError as e:
-        raise InvalidVideoError(path, f"damaged video data ({e.strerror})") from e
     if present < info.frames:
         raise InvalidVideoError(
             path,

@@ -32,8 +32,9 @@ def poster_path(video: Path) -> Path:
 
 
 def write_poster(video: Path, poster: Path | None = None, *, width: int = 480) -> Path:
-    """Write a JPEG of the frame in the middle of `video`, `width` pixels wide with the video's
-    aspect ratio, to `poster` (default: the video's path with `.jpg`) and return its path.
+    """Write a JPEG of the frame in the middle of `video`, `width` pixels wide (or the video's
+    own width, if narrower) with the video's aspect ratio, to `poster` (default: the video's
+    path with `.jpg`) and return its path.
 
     The file appears whole or not at all: it is written under a temporary name in the same
     folder and then renamed. Raises PosterError (a ValueError) naming the file if PyAV cannot
@@ -91,6 +92,9 @@ def _middle_frame(video: Path, width: int) -> Image.Image:
             raise PosterError(video, "cannot make a poster: no frame could be decoded")
         # libswscale scales while converting to RGB: decoding a full-size RGB image and then
         # scaling it in Pillow cost about three times as much (issue 10's profile).
+        # Never larger than the video: an enlarged still shows nothing more and cost the
+        # batch more than the rest of a small video's checks together.
+        width = min(width, chosen.width)
         height = max(1, round(width * chosen.height / chosen.width))
         return chosen.to_image(width=width, height=height, interpolation="AREA")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from pathlib import Path
@@ -74,7 +75,11 @@ async def download_job(
         job_id, user_id, "download", lambda: adapter.download(result, credentials, local)
     )
     try:
-        info = verify_video(local, expected_duration=request.duration, tolerance=0.5)
+        # Checking and the poster run beside the event loop: libav works without the GIL, so
+        # they take the second core instead of stalling every other job's polls.
+        info = await asyncio.to_thread(
+            verify_video, local, expected_duration=request.duration, tolerance=0.5
+        )
     except InvalidVideoError as e:
         # The provider finished and was paid: a bad file must never make a re-run pay again.
         # DOWNLOAD_FAILED is fetched again on a re-run; `--regenerate` pays for a new one.
@@ -86,7 +91,7 @@ async def download_job(
         local.unlink(missing_ok=True)
         end_job(job_id, JobStatus.DOWNLOAD_FAILED, error, user_id)
         raise error from e
-    poster = _poster(local, logger, job_id)
+    poster = await asyncio.to_thread(_poster, local, logger, job_id)
     final = storage.publish(local, output_dir, name)
     if poster is not None and storage.is_remote(output_dir):
         poster = storage.publish(Path(poster), output_dir, Path(poster).name)

@@ -11,6 +11,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 import adapters
+from flows import batch as batch_flow
 from flows import steps
 from flows.batch import generate_batch
 from sceneflow import store
@@ -91,3 +92,48 @@ async def test_a_task_run_prefect_fails_fails_only_its_rows_with_the_reason(
         _csv(tmp_path, 4), "bo", "runway", output_dir=str(tmp_path / "out"), max_concurrency=1
     )
     assert again.completed == 4 and len(fake_runway.script.submits) == 4
+
+
+class Counting(ScriptedAdapter):
+    """Counts the jobs each adapter (one an HTTP pool) has between its submit and download."""
+
+    busy: dict[int, int] = {}
+    peak: dict[int, int] = {}
+    total_peak = 0
+
+    async def submit(self, request: Any, credentials: Any, **kw: Any) -> str:
+        cls = type(self)
+        cls.busy[id(self)] = cls.busy.get(id(self), 0) + 1
+        cls.peak[id(self)] = max(cls.peak.get(id(self), 0), cls.busy[id(self)])
+        cls.total_peak = max(cls.total_peak, sum(cls.busy.values()))
+        return await super().submit(request, credentials, **kw)
+
+    async def download(self, result: Any, credentials: Any, destination: Path) -> Path:
+        type(self).busy[id(self)] -= 1
+        return await super().download(result, credentials, destination)
+
+
+async def test_lanes_share_small_http_pools_and_never_exceed_the_concurrency(
+    fake_runway, tmp_path, monkeypatch
+):
+    """httpcore scans a whole pool on every request, so C lanes share pools of at most
+    POOL_SIZE connections; together they still hold no more than C jobs in flight."""
+    monkeypatch.setitem(adapters.REGISTRY, "runway", "tests.flows.test_task_runs:Counting")
+    # The registry imports this module by its dotted name, which may be a second copy of it.
+    counting: Any = adapters.adapter_class("runway")
+    counting.busy, counting.peak, counting.total_peak = {}, {}, 0
+    fake_runway.script.polls_to_finish = 3
+    concurrency = 20
+    summary = await generate_batch(
+        _csv(tmp_path, 120),
+        "bo",
+        "runway",
+        output_dir=str(tmp_path / "out"),
+        max_concurrency=concurrency,
+    )
+    assert summary.completed == 120
+    sizes = batch_flow._pools(concurrency)
+    assert sizes == [7, 7, 6] and max(sizes) <= batch_flow.POOL_SIZE
+    assert len(counting.peak) == len(sizes)  # one adapter, and one pool, each
+    assert sorted(counting.peak.values()) == sorted(sizes)  # every pool's lanes were all busy
+    assert counting.total_peak == concurrency

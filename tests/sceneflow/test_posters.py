@@ -41,7 +41,7 @@ def brightness(path: Path) -> float:
 
 def test_the_poster_is_a_jpeg_beside_the_video_at_the_asked_width(tmp_path: Path) -> None:
     video = tmp_path / "kite.mp4"
-    video.write_bytes(sample_mp4(seconds=1, width=64, height=36))
+    video.write_bytes(sample_mp4(seconds=1, width=640, height=360))
 
     poster = write_poster(video, width=320)
 
@@ -49,13 +49,13 @@ def test_the_poster_is_a_jpeg_beside_the_video_at_the_asked_width(tmp_path: Path
     assert poster.read_bytes()[:3] == b"\xff\xd8\xff"  # the JPEG signature
     with Image.open(poster) as img:
         assert img.format == "JPEG"
-        assert img.size == (320, 180)  # 64x36 keeps its 16:9 shape
+        assert img.size == (320, 180)  # 640x360 keeps its 16:9 shape
     assert poster.stat().st_size < 50_000
 
 
 def test_the_default_width_is_480_and_an_explicit_path_is_used(tmp_path: Path) -> None:
     video = tmp_path / "boat.mp4"
-    video.write_bytes(sample_mp4(seconds=1, width=64, height=64))
+    video.write_bytes(sample_mp4(seconds=1, width=640, height=640))
 
     poster = write_poster(video, tmp_path / "posters" / "boat-poster.jpg")
 
@@ -63,6 +63,13 @@ def test_the_default_width_is_480_and_an_explicit_path_is_used(tmp_path: Path) -
     with Image.open(poster) as img:
         assert img.size == (480, 480)
     assert not (tmp_path / "boat.jpg").exists()
+
+
+def test_a_small_video_gets_a_poster_of_its_own_size_not_an_enlarged_one(tmp_path: Path) -> None:
+    video = tmp_path / "thumb.mp4"
+    video.write_bytes(sample_mp4(seconds=1, width=64, height=36))
+    with Image.open(write_poster(video)) as img:
+        assert img.size == (64, 36)
 
 
 def test_the_frame_comes_from_the_middle_not_the_black_start(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ send a run recorded and then died on, may still have created and billed a job, s
 sent again blindly: the job is UNKNOWN and SceneFlow asks the provider. Where the provider can
 list or query its jobs, a job created since the send with the same inputs, not already another
 row's, is that send's job and is resumed. Where the search was complete and found nothing, the
-send never arrived, and the job is sent again, once, saying why in its attempt log. Where the
+send never arrived, and the job is sent again, once for that send, saying why in its attempt
+log (a job whose replies are lost MAX_SENDS times in a row waits for the user). Where the
 provider cannot be asked, or the search was not complete, the job stays UNKNOWN until the user
 asks, per job, to send it again (design.md §3). A lookup costs nothing, so one that fails for a
 moment (a 503, a rate limit) is asked again in place before the job waits for a retry.
@@ -58,6 +59,9 @@ CLOCK_SKEW = timedelta(minutes=2)
 # A lookup costs nothing, like a status check, so one that fails for a moment is asked again in
 # place, for this long, before the job is left to the group's retry and then the next run.
 LOOKUP_PATIENCE = 300.0
+# Each send a complete search proved lost is sent again once; a provider that loses this many
+# replies in a row to one job is not sent it again without the user.
+MAX_SENDS = 3
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
@@ -198,13 +202,16 @@ async def _recover(
         log_attempt(job_id, "lookup", detail=f"found {found.provider_job_id}", started=started)
         logger.warning("job %s: its lost submit had created %s; resuming", job_id, found)
         return accept_submission(job_id, found.provider_job_id)
-    if found.complete and job.attempts <= 1:
+    if found.complete and job.attempts < MAX_SENDS:
         why = f"{found.checked} found no job for the lost send, so it never arrived; sending again"
         log_attempt(job_id, "lookup", detail=why, started=started)
         logger.warning("job %s: %s", job_id, why)
         return await _send(adapter, resend_after_lookup(job_id), credentials, user_id, logger)
     if found.complete:
-        outcome = f"{found.checked} found none, but it was sent again once already"
+        outcome = (
+            f"{found.checked} found none, but it was sent {job.attempts} times already, each "
+            "reply lost"
+        )
     else:
         outcome = found.checked
     error = AmbiguousSubmitError(

@@ -211,3 +211,43 @@ async def test_a_lookup_still_failing_after_its_patience_is_left_to_the_retry(
     again = await run_lane([job], work, retry_left=True, only=first.pending)
     assert again.retry is None and _status(job) == JobStatus.COMPLETED
     assert len(ScriptedAdapter.script.submits) == 1  # found, not sent again
+
+
+class LosesReplies(ScriptedAdapter):
+    """Every submit's reply is lost before the provider created anything (`lost` times), and
+    the lookup's search is complete: each lost send provably never arrived."""
+
+    lost = 0
+
+    async def submit(
+        self, request: StandardVideoRequest, credentials: Credentials, **kw: object
+    ) -> str:
+        if type(self).lost > 0:
+            type(self).lost -= 1
+            raise AmbiguousSubmitError("runway: reply lost (ReadTimeout)", provider=self.key)
+        return await super().submit(request, credentials)
+
+    async def find_submitted(self, request: object, credentials: object, **kw: object) -> Lookup:
+        return Lookup(job_ids=[], complete=True)
+
+
+async def test_each_send_a_complete_search_proves_lost_is_sent_again_once(tmp_path: Path) -> None:
+    ScriptedAdapter.reset()
+    LosesReplies.lost = submit.MAX_SENDS - 1
+    (job,) = _jobs(1)
+    result = await run_lane([job], _work(LosesReplies(), tmp_path), retry_left=False)
+    assert result.errors == {} and _status(job) == JobStatus.COMPLETED
+    assert len(ScriptedAdapter.script.submits) == 1
+    with session_scope() as session:
+        assert ledger.load_job(session, job.job_id).attempts == submit.MAX_SENDS
+
+
+async def test_a_job_whose_replies_keep_getting_lost_waits_for_the_user(tmp_path: Path) -> None:
+    ScriptedAdapter.reset()
+    LosesReplies.lost = submit.MAX_SENDS
+    (job,) = _jobs(1)
+    result = await run_lane([job], _work(LosesReplies(), tmp_path), retry_left=False)
+    assert _status(job) == JobStatus.UNKNOWN and not ScriptedAdapter.script.submits
+    message = str(result.errors[job.job_id])
+    assert f"sent {submit.MAX_SENDS} times already" in message
+    assert f"sceneflow jobs resubmit {job.job_id}" in message

@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from sceneflow import batches, gallery, prompts, storage
 from sceneflow.batches import BatchSummary, ResultRecord
 from sceneflow.prompts import PromptBatch
-from tasks.generation import check_request
+from tasks.generation import request_checker
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
@@ -27,7 +27,7 @@ def read_prompts(csv_path: str, default_provider: str, strict: bool = False) -> 
     batch = prompts.parse_prompts(
         prompts.read_csv_text(csv_path),
         default_provider=default_provider,
-        provider_check=check_request,
+        provider_check=request_checker(),
         strict=strict,
     )
     logger = get_run_logger()

@@ -10,6 +10,7 @@ source of truth when the cache is cold or on another machine.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -22,6 +23,7 @@ from sceneflow.jobs import lanes, ledger
 from sceneflow.jobs.lanes import LaneJob, LaneWork, RowHooks
 from sceneflow.jobs.ledger import JobRef
 from sceneflow.models import JobStatus, StandardVideoRequest
+from sceneflow.providers import VideoAdapter
 from sceneflow.providers import validate_request as validate_with
 from tasks.policies import RETRY_OPTIONS
 
@@ -50,6 +52,20 @@ def check_request(
     """The provider's own limits; raises RequestValidationError, returns warnings. With
     `strict`, a field the provider would go without is refused too."""
     return validate_with(get_adapter(provider), request, strict=strict)
+
+
+def request_checker() -> Callable[[str, StandardVideoRequest], list[str]]:
+    """`check_request` with one adapter a provider, for validating many rows: building an
+    adapter a row was a tenth of validating a 100,000-row CSV (issue 10)."""
+    built: dict[str, VideoAdapter] = {}
+
+    def check(provider: str, request: StandardVideoRequest) -> list[str]:
+        adapter = built.get(provider)
+        if adapter is None:
+            adapter = built[provider] = get_adapter(provider)
+        return validate_with(adapter, request)
+
+    return check
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, task_run_name="validate[{provider}]")

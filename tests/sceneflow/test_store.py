@@ -333,3 +333,15 @@ def test_jobs_for_batch_are_in_row_order() -> None:
     with db.session_scope() as s:
         jobs = store.jobs_for_batch(session=s, batch_id="b1")
     assert [j.row_number for j in jobs] == [0, 1, 2]
+
+
+def test_batch_status_counts_count_only_that_batch() -> None:
+    for row, status in enumerate(("QUEUED", "COMPLETED", "COMPLETED")):
+        new_job(f"c-{row}", batch_id="b1", row_number=row, status=status)
+    new_job("c-other", batch_id="b2", row_number=0, status="FAILED")
+    with db.session_scope() as s:
+        assert store.batch_status_counts(session=s, batch_id="b1") == {
+            "QUEUED": 1,
+            "COMPLETED": 2,
+        }
+        assert store.batch_status_counts(session=s, batch_id="none") == {}

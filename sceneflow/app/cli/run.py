@@ -376,15 +376,16 @@ def batch(
                 task = bar.add_task("Starting the flow run…", total=None)
 
                 def tick() -> None:
+                    # It runs on the flow's event loop, so it counts, never loads, the jobs.
                     with session_scope() as session:
-                        jobs = store.jobs_for_batch(session=session, batch_id=batch_id)
-                    if jobs:
-                        sending = not any(j.status in IN_FLIGHT for j in jobs)
+                        counts = store.batch_status_counts(session=session, batch_id=batch_id)
+                    if counts:
+                        sending = not any(counts.get(s, 0) for s in IN_FLIGHT)
                         bar.update(
                             task,
                             description="Submitting…" if sending else waiting,
-                            total=len(jobs),
-                            completed=sum(j.status in TERMINAL_STATUSES for j in jobs),
+                            total=sum(counts.values()),
+                            completed=sum(counts.get(s, 0) for s in TERMINAL_STATUSES),
                         )
 
                 summary = asyncio.run(

@@ -32,10 +32,20 @@ The SDK is silent on these, so each rests on the source named (all UNCONFIRMED b
   `cancel` therefore reads the task first and sends DELETE only while it is queued.
 * The list keeps the last 7 days and takes `page_num`/`page_size` from 1 to 500 (a copy of
   BytePlus's "List video generation tasks" page); it is read newest first by `created_at` (unix
-  seconds). It filters by model but echoes no prompt, so a lost submit is matched on model,
-  ratio, resolution, duration and seed only.
+  seconds). It filters by model and echoes no prompt, only the settings and the `seed` (the SDK's
+  `ContentGenerationTask.seed`, which Ark fills with its own random pick when none was sent).
 * Output URLs are signed object-storage links that need no auth and expire after 24 h (third
   parties): the key is never sent with a download.
+
+Finding a lost submit. Same-settings rows of one batch differ only in prompt, which no task
+shows, so a match on the settings alone cannot tell their sends apart: a row whose send never
+arrived would adopt another row's task, and that row would then be sent (and paid) again. So a
+request that sets no seed is sent with one derived from SceneFlow's reference for the send
+(`_reference_seed`), and the lookup matches that exact seed: what it finds is that send's task.
+Where the request set its own seed, or no reference was given, the sends cannot be told apart: a
+matching task makes the lookup answer "unknown" (no ids, incomplete), so the job waits for its
+user rather than taking a task that may be another row's; a complete search with no match still
+says the send never arrived.
 
 `motion_intensity`: Ark has no motion amount, only `camera_fixed`; intensity 1 ("still") is sent
 as `camera_fixed: true`, any other value as `camera_fixed: false` with a warning to describe the
@@ -47,6 +57,7 @@ sent only when set.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -157,7 +168,7 @@ def model_capabilities(m: Model) -> ModelCapabilities:
             style=mapped("appended to the prompt"),
             quality=unsupported("pick the model instead (pro-fast or lite for drafts); warned"),
             fps=unsupported(f"always {NATIVE_FPS} fps; other values warned"),
-            seed=native("seed"),
+            seed=native("seed; unset: one derived from SceneFlow's reference for the send"),
             image_url=image,
             audio=native("generate_audio; unset: not sent, Ark's default")
             if m.audio
@@ -368,8 +379,12 @@ class SeedanceAdapter(HttpAdapter):
                 )
         return warnings
 
-    def build_body(self, request: StandardVideoRequest) -> dict[str, Any]:
-        """The create body. Raises RequestValidationError as validate() does."""
+    def build_body(
+        self, request: StandardVideoRequest, *, reference: str | None = None
+    ) -> dict[str, Any]:
+        """The create body. Raises RequestValidationError as validate() does. With the send's
+        `reference`, a request that sets no seed gets `_reference_seed(reference)`, so a lost
+        send's task can be told from same-settings tasks of other sends (see find_submitted)."""
         self.validate(request)
         content: list[dict[str, Any]] = [{"type": "text", "text": compose_prompt(request)}]
         if request.image_url:
@@ -385,7 +400,12 @@ class SeedanceAdapter(HttpAdapter):
             "camera_fixed": request.motion_intensity == 1,
         }
         if request.seed is not None:
-            body["seed"] = request.seed
+            body["seed"] = request.seed  # the user's own, sent unchanged
+        elif reference:
+            # No seed means "any seed": Ark would pick a random one, and one hashed from the
+            # reference is just as arbitrary, so the user gets what they asked for, and the
+            # task's echoed seed names the send that created it.
+            body["seed"] = _reference_seed(reference)
         spec = self._spec(body["model"])
         if request.audio is not None and spec is not None and spec.audio:
             body["generate_audio"] = request.audio
@@ -401,9 +421,10 @@ class SeedanceAdapter(HttpAdapter):
         *,
         reference: str | None = None,
     ) -> str:
-        """Create the task. `reference` is not sent: Ark has no field for a caller's name of a
-        task (`safety_identifier` names the end user for abuse tracking, not a send)."""
-        body = self.build_body(request)
+        """Create the task. Ark has no field for a caller's name of a task (`safety_identifier`
+        names the end user for abuse tracking, not a send), so `reference` travels only as the
+        seed derived from it, and only when the request sets no seed of its own."""
+        body = self.build_body(request, reference=reference)
         response = await self.request(
             "POST", TASKS, credentials=credentials, submit=True, json=body, headers=_JSON
         )
@@ -533,17 +554,25 @@ class SeedanceAdapter(HttpAdapter):
         since: datetime,
         reference: str | None = None,
     ) -> Lookup:
-        """Tasks created since `since` on the same model with the same ratio, resolution,
-        duration (and seed, when one was asked for), newest first, walking
-        `GET /contents/generations/tasks?filter.model=` a page at a time.
+        """The task the send named `reference` created, if Ark has it: tasks created since
+        `since` on the same model with the same ratio, resolution and duration, walking
+        `GET /contents/generations/tasks?filter.model=` newest first, a page at a time.
 
-        Ark echoes no prompt in a task, so two sends that differ only in prompt both match; the
-        job engine skips candidates another job owns. The search is complete when it reached a
-        page older than `since` or the end of the list within the page cap, and `since` lies
-        within the 7 days the list keeps."""
-        body = self.build_body(request)
+        A request that sets no seed was sent with `_reference_seed(reference)`, so a task with
+        exactly that seed is this send's, and those are returned. Otherwise (the request set its
+        own seed, or no reference is given) a matching task may be another send's with the same
+        settings and another prompt, which Ark does not echo: any match gives no ids and
+        `complete=False`, so the job stays UNKNOWN for its user to decide, and never takes a
+        task another row paid for. A task that echoes no seed cannot be told apart either.
+
+        The search is complete when it reached a page older than `since` or the end of the list
+        within the page cap, and `since` lies within the 7 days the list keeps; a complete search
+        with no match means nothing of the kind was created, so the send never arrived."""
+        body = self.build_body(request, reference=reference)
+        by_reference = request.seed is None and bool(reference)  # then the seed names the send
         cutoff = int(since.timestamp())  # created_at is whole seconds
         found: list[tuple[int, str]] = []
+        unprovable = False  # a task matched that may be another send's
         complete = False
         for page_num in range(1, _LOOKUP_PAGES + 1):
             response = await self.request(
@@ -561,14 +590,27 @@ class SeedanceAdapter(HttpAdapter):
             for task in page.items:
                 at = task.created_at
                 if (at is None or at >= cutoff) and _same_inputs(task, body):
-                    found.append((at or cutoff, task.id))
+                    if by_reference and task.seed == body["seed"]:
+                        found.append((at or cutoff, task.id))
+                    else:
+                        unprovable = True
             older = all(t.created_at is not None and t.created_at < cutoff for t in page.items)
             if older or page_num * _LOOKUP_PAGE_SIZE >= page.total:
                 complete = True
                 break
+        if not found and unprovable:
+            return Lookup(job_ids=[], complete=False)
         in_window = since >= datetime.now(UTC) - LIST_WINDOW
         ids = [task_id for _, task_id in sorted(found, key=lambda f: f[0], reverse=True)]
         return Lookup(job_ids=list(dict.fromkeys(ids)), complete=complete and in_window)
+
+
+def _reference_seed(reference: str) -> int:
+    """A seed named by the send: the first 4 bytes of sha256(reference), 0 to 4294967295,
+    inside Ark's seed range (-1 to 4294967295). The same reference always gives the same seed,
+    across runs and versions, or a lookup made after an upgrade would miss the task a send
+    made before it."""
+    return int.from_bytes(hashlib.sha256(reference.encode()).digest()[:4], "big")
 
 
 def _is_moderation(code: str | None) -> bool:

@@ -528,18 +528,40 @@ def lists(emu: SeedanceEmulator) -> list[list[tuple[str, str]]]:
     return [r["query"] for r in emu.recorded if r["method"] == "GET" and r["path"] == TASKS]
 
 
+REF = "sf-job-1-1"  # SceneFlow's name for one send (ledger.send_reference)
+REF_SEED = 926353264  # the first 4 bytes of sha256(REF): pinned, as a lookup relies on it
+
+
+async def test_an_unseeded_submit_sends_a_seed_named_by_its_reference(adapter, emu):
+    first = await adapter.submit(req(), CREDS, reference=REF)
+    again = await adapter.submit(req(prompt="Another take"), CREDS, reference=REF)
+    other = await adapter.submit(req(), CREDS, reference="sf-job-1-2")
+
+    seeds = [r["body"].get("seed") for r in emu.recorded if r["method"] == "POST"]
+    assert seeds[:2] == [REF_SEED, REF_SEED] and seeds[2] not in (None, REF_SEED)
+    assert 0 <= seeds[2] <= 4294967295  # Ark's range (-1 is Ark's "pick one")
+    assert [emu.jobs[j].extra["seed"] for j in (first, again, other)] == seeds  # echoed as sent
+    assert "seed" not in SeedanceAdapter().build_body(req())  # no reference: Ark picks
+
+
+async def test_a_seed_the_user_set_is_sent_unchanged_with_a_reference(adapter, emu):
+    await adapter.submit(req(seed=42), CREDS, reference=REF)
+    assert emu.recorded[-1]["body"]["seed"] == 42
+
+
 async def test_the_task_a_lost_reply_created_is_found_pages_back(adapter, emu, monkeypatch):
     monkeypatch.setattr(adapters.seedance, "_LOOKUP_PAGE_SIZE", 2)  # so a lookup has to page
     sent_at = datetime.now(UTC) - timedelta(seconds=1)
     emu.inject("submit", "lost")
     with pytest.raises(AmbiguousSubmitError):
-        await adapter.submit(req(), CREDS)
+        await adapter.submit(req(), CREDS, reference=REF)
     (lost_id,) = emu.jobs
-    for other in (req(aspect_ratio="9:16"), req(duration=6), req(resolution="1080p")):
-        await adapter.submit(other, CREDS)
-    await adapter.submit(req(model="seedance-1-0-pro-fast-251015"), CREDS)  # filtered out
+    for n, other in enumerate((req(aspect_ratio="9:16"), req(duration=6), req(resolution="1080p"))):
+        await adapter.submit(other, CREDS, reference=f"sf-other-1-{n}")
+    fast = req(model="seedance-1-0-pro-fast-251015")  # filtered out by the list call
+    await adapter.submit(fast, CREDS, reference=REF)
 
-    found = await adapter.find_submitted(req(), CREDS, since=sent_at)
+    found = await adapter.find_submitted(req(), CREDS, since=sent_at, reference=REF)
     assert found == Lookup(job_ids=[lost_id], complete=True)
     model = ("filter.model", "seedance-1-0-pro-250528")
     assert lists(emu) == [
@@ -548,24 +570,56 @@ async def test_the_task_a_lost_reply_created_is_found_pages_back(adapter, emu, m
     ]
 
 
-async def test_candidates_come_newest_first_and_a_seed_tells_them_apart(adapter, emu):
+async def test_same_settings_sends_are_each_found_as_their_own_task(adapter, emu):
+    # The kill drill's batch: rows alike but for the prompt (which Ark does not echo), several
+    # in flight at the kill. Each must find its own task, and a row whose send never arrived
+    # none, or it would take another row's video and that row would be paid for twice.
     sent_at = datetime.now(UTC) - timedelta(seconds=1)
-    first = await adapter.submit(req(), CREDS)
-    second = await adapter.submit(req(prompt="A different prompt"), CREDS)  # no prompt echoed
-    seeded = await adapter.submit(req(seed=11), CREDS)
-    assert await adapter.find_submitted(req(), CREDS, since=sent_at) == Lookup(
-        job_ids=[seeded, second, first], complete=True
-    )
-    by_seed = await adapter.find_submitted(req(seed=11), CREDS, since=sent_at)
-    assert by_seed == Lookup(job_ids=[seeded], complete=True)
+    fox = await adapter.submit(req(), CREDS, reference="sf-fox-1-1")
+    owl = await adapter.submit(req(prompt="An owl at dusk"), CREDS, reference="sf-owl-1-1")
+
+    async def lookup(reference: str, prompt: str = "A red fox runs through snow") -> Lookup:
+        return await adapter.find_submitted(
+            req(prompt=prompt), CREDS, since=sent_at, reference=reference
+        )
+
+    assert await lookup("sf-fox-1-1") == Lookup(job_ids=[fox], complete=True)
+    assert await lookup("sf-owl-1-1", "An owl at dusk") == Lookup(job_ids=[owl], complete=True)
+    assert await lookup("sf-fox-1-2") == Lookup(job_ids=[], complete=True)  # never arrived
+
+
+@pytest.mark.parametrize(
+    ("request_", "reference"),
+    [(req(), None), (req(seed=11), REF)],
+    ids=["no-reference", "user-seed"],
+)
+async def test_a_match_that_cannot_name_its_send_leaves_the_job_unknown(
+    adapter, emu, request_, reference
+):
+    sent_at = datetime.now(UTC) - timedelta(seconds=1)
+    await adapter.submit(request_.model_copy(update={"prompt": "Another row"}), CREDS)
+
+    found = await adapter.find_submitted(request_, CREDS, since=sent_at, reference=reference)
+    assert found == Lookup(job_ids=[], complete=False)  # maybe another row's: the user decides
+    other = request_.model_copy(update={"duration": 6})  # nothing of this kind was created
+    found = await adapter.find_submitted(other, CREDS, since=sent_at, reference=reference)
+    assert found == Lookup(job_ids=[], complete=True)
+
+
+async def test_a_task_that_echoes_no_seed_cannot_name_its_send(adapter, emu):
+    sent_at = datetime.now(UTC) - timedelta(seconds=1)
+    job_id = await adapter.submit(req(), CREDS, reference=REF)
+    emu.jobs[job_id].extra["seed"] = None
+    found = await adapter.find_submitted(req(), CREDS, since=sent_at, reference=REF)
+    assert found == Lookup(job_ids=[], complete=False)
 
 
 async def test_older_tasks_are_not_candidates_and_end_the_walk(adapter, emu, monkeypatch):
     monkeypatch.setattr(adapters.seedance, "_LOOKUP_PAGE_SIZE", 2)
     for _ in range(5):
-        await adapter.submit(req(), CREDS)
+        await adapter.submit(req(), CREDS, reference=REF)
     later = datetime.now(UTC) + timedelta(seconds=2)
-    assert await adapter.find_submitted(req(), CREDS, since=later) == Lookup(
+    assert await adapter.find_submitted(req(), CREDS, since=later, reference=REF) == Lookup(
         job_ids=[], complete=True
     )
     assert len(lists(emu)) == 1
@@ -575,15 +629,22 @@ async def test_a_search_cut_short_by_the_page_cap_is_incomplete(adapter, emu, mo
     monkeypatch.setattr(adapters.seedance, "_LOOKUP_PAGE_SIZE", 2)
     monkeypatch.setattr(adapters.seedance, "_LOOKUP_PAGES", 2)
     sent_at = datetime.now(UTC) - timedelta(seconds=1)
-    ids = [await adapter.submit(req(prompt=f"take {n}"), CREDS) for n in range(5)]
-    found = await adapter.find_submitted(req(), CREDS, since=sent_at)
-    assert found.complete is False and set(found.job_ids) == set(ids[1:])
-    assert len(lists(emu)) == 2
+    refs = [f"sf-take-1-{n}" for n in range(5)]
+    ids = [
+        await adapter.submit(req(prompt=f"take {n}"), CREDS, reference=r)
+        for n, r in enumerate(refs)
+    ]
+
+    newest = await adapter.find_submitted(req(), CREDS, since=sent_at, reference=refs[4])
+    assert newest == Lookup(job_ids=[ids[4]], complete=False)
+    oldest = await adapter.find_submitted(req(), CREDS, since=sent_at, reference=refs[0])
+    assert oldest == Lookup(job_ids=[], complete=False)  # on page 3, past the cap
+    assert len(lists(emu)) == 4
 
 
 async def test_a_window_older_than_the_list_keeps_is_incomplete(adapter):
     since = datetime.now(UTC) - timedelta(days=8)
-    assert await adapter.find_submitted(req(), CREDS, since=since) == Lookup(
+    assert await adapter.find_submitted(req(), CREDS, since=since, reference=REF) == Lookup(
         job_ids=[], complete=False
     )
 
@@ -591,4 +652,4 @@ async def test_a_window_older_than_the_list_keeps_is_incomplete(adapter):
 async def test_a_failing_list_call_raises_rather_than_answering_nothing(adapter, emu):
     emu.inject("list", "503")
     with pytest.raises(TransientError):
-        await adapter.find_submitted(req(), CREDS, since=datetime.now(UTC))
+        await adapter.find_submitted(req(), CREDS, since=datetime.now(UTC), reference=REF)

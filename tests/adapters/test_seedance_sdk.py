@@ -175,6 +175,16 @@ async def test_create_matches_the_sdk(emu, sdk, adapter, request_, sdk_kwargs):
     assert job_id in emu.jobs and emu.submissions == 2
 
 
+async def test_a_seed_named_by_the_reference_is_the_sdks_seed_argument(emu, sdk, adapter):
+    # With a reference and no seed of its own, the adapter sends a seed derived from it (so a
+    # lost send's task can be found), which must be the body the SDK sends for that seed.
+    await sdk.content_generation.tasks.create(**(CASES[0].values[1] | {"seed": 926353264}))
+    await adapter.submit(req(), CREDS, reference="sf-job-1-1")
+
+    by_sdk, by_adapter = emu.recorded
+    assert wire(by_adapter) == wire(by_sdk)
+
+
 async def test_get_list_and_delete_match_the_sdk(emu, sdk, adapter):
     first = (await sdk.content_generation.tasks.create(**CASES[0].values[1])).id
     second = await adapter.submit(req(seed=7), CREDS)

@@ -271,7 +271,8 @@ async def find_lost_job(adapter: VideoAdapter, job_id: str, credentials: Credent
         checked = f"a complete search of the {adapter.key} jobs created since {since}"
     else:
         checked = (
-            f"the {adapter.key} jobs SceneFlow could search since {since} hold no match, but the "
-            "search did not reach back to the send"
+            f"the {adapter.key} jobs SceneFlow could search since {since} cannot show whether "
+            "the send arrived: the search did not reach back to it, or what it found cannot be "
+            "told apart from other sends"
         )
     return LostJob(provider_job_id=None, complete=lookup.complete, checked=checked)

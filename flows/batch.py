@@ -85,6 +85,7 @@ async def generate_batch(
     for key in providers:
         adapters = [get_adapter(key, client=client) for client in clients[key]]
         deadlines = deadlines_for(key, adapters[0].capabilities(), deadline_seconds)
+        warned: set[str] = set()
         work[key] = [
             LaneWork(
                 adapter=adapter,
@@ -92,6 +93,7 @@ async def generate_batch(
                 user_id=user_id,
                 output_dir=output_dir,
                 deadlines=deadlines,
+                warned=warned,
             )
             for adapter in adapters
         ]

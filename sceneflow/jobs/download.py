@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,12 @@ from sceneflow.jobs.ledger import (
     JobRef,
     complete_job,
     end_job,
+    failures_logged,
     job_ref,
     load_job,
     log,
-    logged_call,
+    log_attempt,
+    release,
 )
 from sceneflow.media import InvalidVideoError, probe_video, verify_video
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
@@ -52,13 +55,17 @@ async def download_job(
     user_id: str,
     output_dir: str,
     row_id: str | None = None,
+    owner: str | None = None,
     logger: Logger = log,
 ) -> JobRef:
     """Fetch the finished video, verify it in place, then mark the job COMPLETED. A job whose
-    video is already saved is answered from the row."""
+    video is already saved is answered from the row. Either way `owner`'s claim on the job is
+    released (with the completion, in its transaction)."""
     with session_scope() as session:
         job = load_job(session, job_id)
     if job.status == JobStatus.COMPLETED and job.output_path and storage.exists(job.output_path):
+        if owner is not None:
+            release(job_id, owner)
         ref = job_ref(job)
         if not storage.is_remote(job.output_path):
             video = Path(job.output_path)
@@ -71,9 +78,8 @@ async def download_job(
     request = StandardVideoRequest.model_validate_json(job.request_json)
     name = output_name(job_id, row_id)
     local = storage.staging_path(output_dir, name)
-    await logged_call(
-        job_id, user_id, "download", lambda: adapter.download(result, credentials, local)
-    )
+    fetched = time.time()
+    await failures_logged(job_id, "download", lambda: adapter.download(result, credentials, local))
     try:
         # Checking and the poster run beside the event loop: libav works without the GIL, so
         # they take the second core instead of stalling every other job's polls.
@@ -89,13 +95,14 @@ async def download_job(
             provider=adapter.key,
         )
         local.unlink(missing_ok=True)
+        log_attempt(job_id, "download", error=error, started=fetched)
         end_job(job_id, JobStatus.DOWNLOAD_FAILED, error, user_id)
         raise error from e
     poster = await asyncio.to_thread(_poster, local, logger, job_id)
     final = storage.publish(local, output_dir, name)
     if poster is not None and storage.is_remote(output_dir):
         poster = storage.publish(Path(poster), output_dir, Path(poster).name)
-    ref = complete_job(job_id, final)
+    ref = complete_job(job_id, final, fetched=fetched, owner=owner)
     ref.poster = poster
     logger.info(
         "job %s: saved %.1f s %dx%d video to %s",

@@ -62,6 +62,8 @@ class LaneWork:
     output_dir: str
     deadlines: Deadlines
     owner: str = field(default_factory=ledger.run_owner)
+    # The warnings already logged, shared by every group of one provider in a batch.
+    warned: set[str] = field(default_factory=set)
 
 
 class LaneJob(JobRef):
@@ -87,9 +89,15 @@ async def run_job(job: LaneJob, work: LaneWork, *, logger: Logger) -> JobRef:
     if isinstance(work.credentials, SceneFlowError):
         raise work.credentials
     await ledger.hold(job.job_id, work.owner, logger=logger)
+    released = False
     try:
         sent = await submit.submit_job(
-            work.adapter, job.job_id, work.credentials, user_id=work.user_id, logger=logger
+            work.adapter,
+            job.job_id,
+            work.credentials,
+            user_id=work.user_id,
+            logger=logger,
+            warned=work.warned,
         )
         result = await poll.wait_for_job(
             work.adapter,
@@ -100,7 +108,7 @@ async def run_job(job: LaneJob, work: LaneWork, *, logger: Logger) -> JobRef:
             owner=work.owner,
             logger=logger,
         )
-        return await download.download_job(
+        done = await download.download_job(
             work.adapter,
             sent.job_id,
             result,
@@ -108,10 +116,14 @@ async def run_job(job: LaneJob, work: LaneWork, *, logger: Logger) -> JobRef:
             user_id=work.user_id,
             output_dir=work.output_dir,
             row_id=job.row_id,
+            owner=work.owner,
             logger=logger,
         )
+        released = True  # by the completion itself, in its transaction
+        return done
     finally:
-        ledger.release(job.job_id, work.owner)
+        if not released:
+            ledger.release(job.job_id, work.owner)
 
 
 def _retry_first(errors: list[SceneFlowError]) -> SceneFlowError | None:

@@ -79,6 +79,7 @@ __all__ = [
     "last_send_error",
     "load_job",
     "log_attempt",
+    "failures_logged",
     "logged_call",
     "mark_ambiguous",
     "mark_sending",
@@ -554,8 +555,9 @@ def reject_key(user_id: str, provider: str) -> None:
         store.set_validity(session=session, user_id=user_id, provider=provider, is_valid=False)
 
 
-def accept_submission(job_id: str, provider_job_id: str) -> JobRef:
-    """The provider took the job: store its id at once, so no later step sends it again."""
+def accept_submission(job_id: str, provider_job_id: str, *, sent: float | None = None) -> JobRef:
+    """The provider took the job: store its id at once, so no later step sends it again. With
+    `sent` (when the send began), the send's attempt is logged in the same transaction."""
     with session_scope() as session:
         job = _move(
             session,
@@ -565,6 +567,8 @@ def accept_submission(job_id: str, provider_job_id: str) -> JobRef:
             finished_at=None,
             error=None,
         )
+        if sent is not None:
+            _attempt_ok(session, job_id, "submit", sent)
         return job_ref(job)
 
 
@@ -592,18 +596,35 @@ def record_status(job_id: str, result: StandardVideoResult, *, changed: bool = T
             )
 
 
-def complete_job(job_id: str, output_path: str) -> JobRef:
-    """The video is verified and in its final place: only now is the job COMPLETED."""
+def complete_job(
+    job_id: str,
+    output_path: str,
+    *,
+    fetched: float | None = None,
+    owner: str | None = None,
+) -> JobRef:
+    """The video is verified and in its final place: only now is the job COMPLETED. With
+    `fetched` (when its download began), the download's attempt is logged, and with `owner`,
+    that run's claim is released, both in the same transaction."""
     with session_scope() as session:
+        job = load_job(session, job_id)
+        unclaim = (
+            {"claimed_by": None, "claimed_until": None}
+            if owner is not None and job.claimed_by == owner
+            else {}
+        )
         job = _move(
             session,
-            load_job(session, job_id),
+            job,
             S.COMPLETED,
             progress=100,
             output_path=output_path,
             finished_at=utcnow(),
             error=None,
+            **unclaim,
         )
+        if fetched is not None:
+            _attempt_ok(session, job_id, "download", fetched)
         return job_ref(job)
 
 
@@ -738,18 +759,37 @@ def log_attempt(
         )
 
 
+def _attempt_ok(session: Session, job_id: str, operation: str, started: float) -> None:
+    store.record_attempt(
+        session=session,
+        job_id=job_id,
+        operation=operation,
+        outcome="ok",
+        detail=f"{operation} ok",
+        started_at=datetime.fromtimestamp(started, UTC),
+        finished_at=utcnow(),
+    )
+
+
 async def logged_call(
     job_id: str, user_id: str, operation: str, fn: Callable[[], Awaitable[Any]]
 ) -> Any:
     """Run one adapter call and log it as an attempt."""
     started = time.time()
+    value = await failures_logged(job_id, operation, fn)
+    log_attempt(job_id, operation, detail=f"{operation} ok", started=started)
+    return value
+
+
+async def failures_logged(job_id: str, operation: str, fn: Callable[[], Awaitable[Any]]) -> Any:
+    """Run one adapter call, logging it as an attempt only if it fails: the caller logs its
+    success with the move it makes (`accept_submission`, `complete_job`), in one transaction."""
+    started = time.time()
     try:
-        value = await fn()
+        return await fn()
     except SceneFlowError as e:
         log_attempt(job_id, operation, error=e, started=started)
         raise
-    log_attempt(job_id, operation, detail=f"{operation} ok", started=started)
-    return value
 
 
 def ended_since(job_id: str, since: datetime) -> bool:

@@ -34,12 +34,12 @@ from sceneflow.errors import (
 from sceneflow.jobs.ledger import (
     JobRef,
     accept_submission,
+    failures_logged,
     job_ref,
     last_send_error,
     load_job,
     log,
     log_attempt,
-    logged_call,
     mark_ambiguous,
     mark_sending,
     reject_key,
@@ -90,15 +90,17 @@ async def submit_job(
     *,
     user_id: str,
     logger: Logger = log,
+    warned: set[str] | None = None,
 ) -> JobRef:
     """Send the job once. A job with a provider id is resumed, never re-sent; one whose send
-    may be out is looked up at the provider (see the module docstring)."""
+    may be out is looked up at the provider (see the module docstring). A warning already in
+    `warned` (the batch's, for its provider) is not logged again."""
     job, send = mark_sending(job_id)
     if job.provider_job_id:
         logger.info("job %s already submitted as %s; resuming", job_id, job.provider_job_id)
         return job_ref(job)
     if send:
-        return await _send(adapter, job, credentials, user_id, logger)
+        return await _send(adapter, job, credentials, user_id, logger, warned)
     if job.status == JobStatus.SUBMITTING:
         mark_ambiguous(
             job_id,
@@ -106,7 +108,7 @@ async def submit_job(
             "have created it",
             user_id,
         )
-    return await _recover(adapter, job_id, credentials, user_id, logger)
+    return await _recover(adapter, job_id, credentials, user_id, logger, warned)
 
 
 def _as_asked(request: StandardVideoRequest) -> StandardVideoRequest:
@@ -133,6 +135,7 @@ async def _send(
     credentials: Credentials,
     user_id: str,
     logger: Logger,
+    warned: set[str] | None = None,
 ) -> JobRef:
     request = StandardVideoRequest.model_validate_json(job.request_json)
     reference = send_reference(job)
@@ -147,24 +150,28 @@ async def _send(
         unsend(job.id, e)
         raise
     for warning in dict.fromkeys(warnings):
-        logger.warning("job %s: %s", job.id, warning)
+        # Every row of a batch tends to share its warnings ("motion_intensity: runway has no
+        # equivalent setting"): said once, not a log line a row in the run and the UI.
+        if warned is None:
+            logger.warning("job %s: %s", job.id, warning)
+        elif warning not in warned:
+            warned.add(warning)
+            logger.warning("job %s: %s (said once for this batch's rows)", job.id, warning)
+    sent = time.time()
     try:
-        provider_job_id = await logged_call(
-            job.id,
-            user_id,
-            "submit",
-            lambda: adapter.submit(request, credentials, reference=reference),
+        provider_job_id = await failures_logged(
+            job.id, "submit", lambda: adapter.submit(request, credentials, reference=reference)
         )
     except AmbiguousSubmitError as e:
         mark_ambiguous(job.id, e, user_id)
-        return await _recover(adapter, job.id, credentials, user_id, logger)
+        return await _recover(adapter, job.id, credentials, user_id, logger, warned)
     except SceneFlowError as e:
         if is_retryable(e):
             # It surely did not arrive (connection refused, 429, 503): the retry sends anew.
             unsend(job.id, e)
         raise
     logger.info("job %s submitted to %s as %s", job.id, adapter.key, provider_job_id)
-    return accept_submission(job.id, provider_job_id)
+    return accept_submission(job.id, provider_job_id, sent=sent)
 
 
 async def _recover(
@@ -173,6 +180,7 @@ async def _recover(
     credentials: Credentials,
     user_id: str,
     logger: Logger,
+    warned: set[str] | None = None,
 ) -> JobRef:
     """Look the UNKNOWN job up; resume it, send it again once, or leave it UNKNOWN."""
     with session_scope() as session:
@@ -206,7 +214,9 @@ async def _recover(
         why = f"{found.checked} found no job for the lost send, so it never arrived; sending again"
         log_attempt(job_id, "lookup", detail=why, started=started)
         logger.warning("job %s: %s", job_id, why)
-        return await _send(adapter, resend_after_lookup(job_id), credentials, user_id, logger)
+        return await _send(
+            adapter, resend_after_lookup(job_id), credentials, user_id, logger, warned
+        )
     if found.complete:
         outcome = (
             f"{found.checked} found none, but it was sent {job.attempts} times already, each "

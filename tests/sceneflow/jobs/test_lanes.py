@@ -251,3 +251,25 @@ async def test_a_job_whose_replies_keep_getting_lost_waits_for_the_user(tmp_path
     message = str(result.errors[job.job_id])
     assert f"sent {submit.MAX_SENDS} times already" in message
     assert f"sceneflow jobs resubmit {job.job_id}" in message
+
+
+class Warns(ScriptedAdapter):
+    async def prepare(self, request: StandardVideoRequest, credentials: Credentials) -> list[str]:
+        return ["motion_intensity: runway has no equivalent setting"]
+
+
+async def test_a_warning_every_row_shares_is_logged_once_a_batch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ScriptedAdapter.reset()
+    jobs = _jobs(3)
+    work = _work(Warns(), tmp_path)
+    with caplog.at_level("WARNING", logger="sceneflow.jobs"):
+        await run_lane(jobs[:2], work, retry_left=False)
+        await run_lane(jobs[2:], work, retry_left=False)  # another group of the same batch
+    said = [r.getMessage() for r in caplog.records if "no equivalent setting" in r.getMessage()]
+    assert said == [
+        f"job {jobs[0].job_id}: motion_intensity: runway has no equivalent setting "
+        "(said once for this batch's rows)"
+    ]
+    assert all(_status(job) == JobStatus.COMPLETED for job in jobs)

@@ -47,6 +47,22 @@ from sceneflow.providers import STRICT_NOTE, Capabilities, VideoAdapter, validat
 T = TypeVar("T")
 INTERRUPTED = 130  # what a shell reports for a command stopped by Ctrl-C (128 + SIGINT)
 IN_FLIGHT = frozenset({JobStatus.SUBMITTING, JobStatus.PROCESSING, JobStatus.GENERATED})
+# The largest batch measured on the temporary local Prefect API (bench/RESULTS.md, N=10,000):
+# it carried it, with retried 503s on concurrency leases; nothing larger was measured.
+LOCAL_API_ROWS = 10_000
+
+
+def local_api_warning(rows: int, api_url: str | None) -> str | None:
+    """What to say up front when a batch is larger than the local API was measured to carry."""
+    if api_url or rows <= LOCAL_API_ROWS:
+        return None
+    return (
+        f"{rows:,} rows is more than the {LOCAL_API_ROWS:,} the temporary local Prefect API was "
+        "measured to carry (bench/RESULTS.md). For a batch this size run a Prefect server: "
+        "`make serve` (or `prefect server start`), then "
+        "`export PREFECT_API_URL=http://127.0.0.1:4200/api`, or split the CSV."
+    )
+
 
 ProviderOpt = Annotated[str, typer.Option("--provider", "-p", help="Provider key.")]
 UserOpt = Annotated[str, typer.Option("--user", "-u", help="Whose stored credentials to use.")]
@@ -361,6 +377,8 @@ def batch(
         )
     rows = len(checked.rows) + len(checked.problems)
     console.print(f"{rows} rows: {len(checked.rows)} valid, {len(checked.problems)} invalid.")
+    if warning := local_api_warning(len(checked.rows), local_api.configured_api_url()):
+        console.print(f"[yellow]Warning:[/] {warning}")
     batch_id = batch_id or batches.batch_id_for(source, user)
     waiting = f"Waiting on {', '.join(sorted({row.provider for row in checked.rows})) or provider}…"
     columns = (

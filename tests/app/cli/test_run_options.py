@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from adapters import fal
-from sceneflow.app.cli import app
+from sceneflow.app.cli import app, run
 from sceneflow.app.cli.run import _options, _provider_check, _strict_check
 from sceneflow.errors import RequestValidationError
 from sceneflow.models import StandardVideoRequest
@@ -114,3 +114,29 @@ def test_strict_reads_a_schema_models_schema_first_instead_of_refusing_it(
         fal.SCHEMAS.clear()
         get_settings.cache_clear()
     assert emu.submissions == 0
+
+
+def test_a_batch_larger_than_the_local_api_carries_is_warned_about_up_front(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run.local_api_warning(run.LOCAL_API_ROWS, None) is None
+    assert run.local_api_warning(run.LOCAL_API_ROWS + 1, "http://127.0.0.1:4200/api") is None
+    monkeypatch.setattr(run, "LOCAL_API_ROWS", 2)
+    monkeypatch.setattr(run.local_api, "configured_api_url", lambda: None)
+
+    class Stop(Exception):
+        pass
+
+    def no_api() -> None:
+        raise Stop  # the warning must come before Prefect starts
+
+    monkeypatch.setattr(run, "_prefect_api", no_api)
+    csv = tmp_path / "big.csv"
+    csv.write_text(
+        "prompt,aspect_ratio,motion_intensity\n" + "".join(f"clip {i},16:9,4\n" for i in range(3))
+    )
+    result = runner.invoke(app, ["batch", str(csv), "--output", str(tmp_path / "out")])
+    assert isinstance(result.exception, Stop), result.output
+    said = " ".join(result.output.split())
+    assert "3 rows is more than the 2 the temporary local Prefect API was measured to carry" in said
+    assert "export PREFECT_API_URL=http://127.0.0.1:4200/api" in said

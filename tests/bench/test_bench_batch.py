@@ -93,3 +93,16 @@ def test_results_md_renders_every_table_and_target(tiny: dict[str, Any]) -> None
     assert page.count("**not measured**") >= 4
     assert "10,000 job rows prepared in ≤ 1 s (bench_prepare): 0.5 s" in page
     assert "**met**" in page  # that one
+
+
+def test_the_csv_benchmark_validates_every_row_and_its_target_is_judged() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.bench_prompts", "--rows", "600", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    csv = json.loads(done.stdout)
+    assert csv["rows"] == 600 and csv["validate_s"] > 0 and csv["total_vs_pandas"] > 1
+    page = results.render(results.merge({}, {"bench_prompts": csv | {"total_s": 2.5}}))
+    assert "**missed**: a 600-row CSV read and validated in ≤ 2 s (bench_prompts): 2.5 s" in page

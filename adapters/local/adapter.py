@@ -11,6 +11,7 @@ import os
 import shutil
 import time
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -69,26 +70,7 @@ class LocalAdapter:
         return None
 
     def capabilities(self) -> Capabilities:
-        model = ModelCapabilities(
-            fields=FIELDS,
-            aspect_ratios=["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"],
-            min_duration=1,
-            max_duration=120,
-            resolutions=["480p", "720p", "1080p"],
-            text_to_video=True,
-            image_to_video=True,
-        )
-        return Capabilities(
-            provider=KEY,
-            default_model=MODEL,
-            models={MODEL: model},
-            credential_fields=[],
-            can_cancel=True,
-            poll_interval=0.5,
-            max_poll_interval=2,
-            deadline=900,
-            connection_test="none needed: checks that PyAV's bundled libx264 encoder is present",
-        )
+        return _capabilities()
 
     def validate(self, request: StandardVideoRequest) -> list[str]:
         problems = []
@@ -243,4 +225,29 @@ def _outcome(provider_job_id: str, job: Path, final: dict[str, Any]) -> Standard
         video_url=(job / "output.mp4").resolve().as_uri(),
         estimated_time_remaining=0,
         provider_details=final,
+    )
+
+
+@cache
+def _capabilities() -> Capabilities:
+    # Built once: validating a CSV asks for them on every row, and nothing here varies.
+    model = ModelCapabilities(
+        fields=FIELDS,
+        aspect_ratios=["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"],
+        min_duration=1,
+        max_duration=120,
+        resolutions=["480p", "720p", "1080p"],
+        text_to_video=True,
+        image_to_video=True,
+    )
+    return Capabilities(
+        provider=KEY,
+        default_model=MODEL,
+        models={MODEL: model},
+        credential_fields=[],
+        can_cancel=True,
+        poll_interval=0.5,
+        max_poll_interval=2,
+        deadline=900,
+        connection_test="none needed: checks that PyAV's bundled libx264 encoder is present",
     )

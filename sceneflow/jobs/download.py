@@ -11,11 +11,10 @@ from typing import Any
 
 from sceneflow import storage
 from sceneflow.db import session_scope
-from sceneflow.errors import GenerationFailedError
+from sceneflow.errors import TransientError
 from sceneflow.jobs.ledger import (
     JobRef,
     complete_job,
-    end_job,
     failures_logged,
     job_ref,
     load_job,
@@ -88,15 +87,16 @@ async def download_job(
         )
     except InvalidVideoError as e:
         # The provider finished and was paid: a bad file must never make a re-run pay again.
-        # DOWNLOAD_FAILED is fetched again on a re-run; `--regenerate` pays for a new one.
-        error = GenerationFailedError(
-            f"{adapter.key} returned an unusable file ({e}); a re-run fetches it again, and "
-            "`sceneflow batch ... --regenerate ID` pays for a new one",
+        # A proxy's error page served as the video, or a cut-off transfer, is gone on the next
+        # fetch, so it is retried like any transient error; once the retries are spent the job
+        # is DOWNLOAD_FAILED (ledger.settle), which a re-run fetches again.
+        error = TransientError(
+            f"{adapter.key} returned an unusable file ({e}); it is fetched again, and if it "
+            "stays unusable `sceneflow batch ... --regenerate ID` pays for a new one",
             provider=adapter.key,
         )
         local.unlink(missing_ok=True)
         log_attempt(job_id, "download", error=error, started=fetched)
-        end_job(job_id, JobStatus.DOWNLOAD_FAILED, error, user_id)
         raise error from e
     poster = await asyncio.to_thread(_poster, local, logger, job_id)
     final = storage.publish(local, output_dir, name)

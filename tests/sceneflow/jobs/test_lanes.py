@@ -16,7 +16,7 @@ from sceneflow.jobs import lanes, ledger, submit
 from sceneflow.jobs.lanes import LaneJob, LaneWork, lane_size, run_lane
 from sceneflow.jobs.ledger import JobRef
 from sceneflow.jobs.poll import deadlines_for
-from sceneflow.models import JobStatus, StandardVideoRequest
+from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.providers import Credentials, Lookup
 from tests.support.fakes import SECRET, ScriptedAdapter
 
@@ -273,3 +273,47 @@ async def test_a_warning_every_row_shares_is_logged_once_a_batch(
         "(said once for this batch's rows)"
     ]
     assert all(_status(job) == JobStatus.COMPLETED for job in jobs)
+
+
+class ServesAnErrorPageFirst(ScriptedAdapter):
+    """The first download is a proxy's error page with a 200, as a real CDN sometimes sends."""
+
+    pages = 0
+
+    async def download(
+        self, result: StandardVideoResult, credentials: Credentials, destination: Path
+    ) -> Path:
+        if type(self).pages > 0:
+            type(self).pages -= 1
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.write_bytes(b"<html>upstream proxy error")
+            return destination
+        return await super().download(result, credentials, destination)
+
+
+async def test_an_unusable_download_is_fetched_again_by_the_retry_never_paid_again(
+    tmp_path: Path,
+) -> None:
+    ScriptedAdapter.reset()
+    ServesAnErrorPageFirst.pages = 1
+    (job,) = _jobs(1)
+    work = _work(ServesAnErrorPageFirst(), tmp_path)
+    first = await run_lane([job], work, retry_left=True)
+    assert first.pending == [job.job_id] and "returned an unusable file" in str(first.retry)
+    again = await run_lane([job], work, retry_left=True, only=first.pending)
+    assert again.retry is None and _status(job) == JobStatus.COMPLETED
+    assert len(ScriptedAdapter.script.submits) == 1
+
+
+async def test_a_download_still_unusable_when_retries_are_spent_is_download_failed(
+    tmp_path: Path,
+) -> None:
+    ScriptedAdapter.reset()
+    ServesAnErrorPageFirst.pages = 1
+    (job,) = _jobs(1)
+    result = await run_lane([job], _work(ServesAnErrorPageFirst(), tmp_path), retry_left=False)
+    summary = ledger.summarize(job.job_id)
+    assert summary.status == JobStatus.DOWNLOAD_FAILED and job.job_id in result.errors
+    assert "returned an unusable file" in (summary.error or "")
+    assert "a re-run fetches it again" in (summary.error or "")
+    assert not list(tmp_path.glob("*.mp4"))  # no unusable file is left as the row's video

@@ -55,6 +55,7 @@ import base64
 import binascii
 import re
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -656,6 +657,7 @@ class KlingAdapter(HttpAdapter):
         *,
         since: datetime,
         reference: str | None = None,
+        known: Collection[str] = (),
     ) -> Lookup:
         """The task a lost submit created, asked for by its external_task_id (`reference`).
         Kling's answer for that id, found or not, is complete: the id is unique per account.

@@ -11,6 +11,7 @@ https://docs.lumalabs.ai/docs/python-video-generation and https://docs.lumalabs.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -356,6 +357,7 @@ class LumaAdapter(HttpAdapter):
         *,
         since: datetime,
         reference: str | None = None,
+        known: Collection[str] = (),
     ) -> Lookup:
         """Generations created since `since` whose echoed request has every field this request
         sends, from `GET /generations?limit=&offset=`. Luma documents no order for the list, so

@@ -47,6 +47,7 @@ So `find_submitted` returns None and a lost submit stays UNKNOWN for the user to
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -556,6 +557,7 @@ class MiniMaxAdapter(HttpAdapter):
         *,
         since: datetime,
         reference: str | None = None,
+        known: Collection[str] = (),
     ) -> Lookup | None:
         """None: MiniMax finds a v1 task only by its id (see the module docstring)."""
         return None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -594,6 +595,7 @@ class ReplicateAdapter(HttpAdapter):
         *,
         since: datetime,
         reference: str | None = None,
+        known: Collection[str] = (),
     ) -> Lookup:
         """Predictions created since `since` on the same model with the same input, walking
         `GET /v1/predictions` (newest first, 100 a page) back to `since`. The search is complete

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -553,6 +554,7 @@ class SeedanceAdapter(HttpAdapter):
         *,
         since: datetime,
         reference: str | None = None,
+        known: Collection[str] = (),
     ) -> Lookup:
         """The task the send named `reference` created, if Ark has it: tasks created since
         `since` on the same model with the same ratio, resolution and duration, walking

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -639,6 +640,7 @@ class WanAdapter(HttpAdapter):
         *,
         since: datetime,
         reference: str | None = None,
+        known: Collection[str] = (),
     ) -> Lookup:
         """Tasks of the same model created since `since` whose `orig_prompt` is the prompt this
         request sends, newest first, from `GET /tasks` over a time window and then each
@@ -676,6 +678,8 @@ class WanAdapter(HttpAdapter):
                 break
         found = []
         for _, task_id in sorted(candidates, reverse=True):
+            if task_id in known:
+                continue  # another job's: reading every task of a batch made the lookup fail
             reply = await self._task(task_id, credentials)
             if reply.output.orig_prompt is None:
                 complete = False  # cannot tell whether it is ours: never guess

@@ -9,7 +9,7 @@ adapter's edge into `sceneflow.errors`.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -326,9 +326,12 @@ class VideoAdapter(Protocol):
         *,
         since: datetime,
         reference: str | None = None,
+        known: Collection[str] = (),
     ) -> Lookup | None:
         """Jobs created since `since` with `request`'s inputs, so a submit whose reply was lost
-        resumes its job; None if the provider cannot be asked (design.md §3)."""
+        resumes its job; None if the provider cannot be asked (design.md §3). `known` are
+        provider ids SceneFlow holds for other jobs: never this send's, so an adapter that must
+        read each candidate may skip them."""
 
     async def aclose(self) -> None: ...
 

@@ -36,6 +36,7 @@ __all__ = [
     "get_or_create_job",
     "batch_status_counts",
     "jobs_for_batch",
+    "provider_job_ids_since",
     "list_all_configs",
     "list_configs",
     "unseal_credentials",
@@ -308,6 +309,19 @@ def batch_status_counts(*, session: Session, batch_id: str) -> dict[str, int]:
         .group_by(col(GenerationJob.status))
     )
     return {str(status): count for status, count in session.exec(stmt)}
+
+
+def provider_job_ids_since(
+    *, session: Session, provider: str, since: datetime, other_than: str
+) -> frozenset[str]:
+    """The provider's ids SceneFlow holds for jobs other than `other_than` made since `since`."""
+    stmt = select(GenerationJob.provider_job_id).where(
+        GenerationJob.provider == provider,
+        col(GenerationJob.provider_job_id).is_not(None),
+        col(GenerationJob.updated_at) >= since,
+        GenerationJob.id != other_than,
+    )
+    return frozenset(pid for pid in session.exec(stmt) if pid)
 
 
 def jobs_for_batch(*, session: Session, batch_id: str) -> list[GenerationJob]:

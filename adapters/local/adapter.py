@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Collection
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -200,6 +201,7 @@ class LocalAdapter:
         *,
         since: datetime,
         reference: str | None = None,
+        known: Collection[str] = (),
     ) -> Lookup | None:
         """The job folder made for `reference`. A local submit's reply is lost only when the
         process dies between making the folder and recording its id; the folders on disk are

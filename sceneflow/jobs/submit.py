@@ -262,8 +262,13 @@ async def find_lost_job(adapter: VideoAdapter, job_id: str, credentials: Credent
         request = StandardVideoRequest.model_validate_json(job.request_json)
         sent_at = job.submitted_at or job.created_at
         reference = send_reference(job)
+    since = sent_at - CLOCK_SKEW
+    with session_scope() as session:
+        known = store.provider_job_ids_since(
+            session=session, provider=adapter.key, since=since, other_than=job_id
+        )
     lookup = await adapter.find_submitted(
-        request, credentials, since=sent_at - CLOCK_SKEW, reference=reference
+        request, credentials, since=since, reference=reference, known=known
     )
     if lookup is None:
         return LostJob(
@@ -276,12 +281,12 @@ async def find_lost_job(adapter: VideoAdapter, job_id: str, credentials: Credent
             owner = store.find_job(session=session, job_id_or_provider_job_id=candidate)
             if owner is None or owner.id == job_id:
                 return LostJob(provider_job_id=candidate, complete=True, checked="")
-    since = f"{sent_at:%Y-%m-%d %H:%M:%S} UTC"
+    window = f"{sent_at:%Y-%m-%d %H:%M:%S} UTC"
     if lookup.complete:
-        checked = f"a complete search of the {adapter.key} jobs created since {since}"
+        checked = f"a complete search of the {adapter.key} jobs created since {window}"
     else:
         checked = (
-            f"the {adapter.key} jobs SceneFlow could search since {since} cannot show whether "
+            f"the {adapter.key} jobs SceneFlow could search since {window} cannot show whether "
             "the send arrived: the search did not reach back to it, or what it found cannot be "
             "told apart from other sends"
         )

@@ -620,6 +620,18 @@ async def test_the_task_a_lost_reply_created_is_found_pages_back(adapter, emu, m
     assert len(queries[0]["end_time"]) == 14
 
 
+async def test_tasks_sceneflow_holds_for_other_jobs_are_not_read_again(adapter, emu):
+    """A batch's lookup window holds all its other rows' tasks; reading each one made a lookup
+    fail whenever any single read did."""
+    since = datetime.now(UTC) - timedelta(seconds=5)
+    others = [await adapter.submit(req(prompt=f"Row {i}"), CREDS) for i in range(3)]
+    mine = await adapter.submit(req(), CREDS)
+    found = await adapter.find_submitted(req(), CREDS, since=since, known=set(others))
+    assert found == Lookup(job_ids=[mine], complete=True)
+    read = {r["path"].rsplit("/", 1)[-1] for r in emu.recorded if r["path"] != "/api/v1/tasks"}
+    assert mine in read and not read & set(others)
+
+
 async def test_several_matches_come_newest_first(adapter, emu):
     since = datetime.now(UTC) - timedelta(seconds=5)
     first = await adapter.submit(req(), CREDS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections.abc import Iterator
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -345,3 +345,19 @@ def test_batch_status_counts_count_only_that_batch() -> None:
             "COMPLETED": 2,
         }
         assert store.batch_status_counts(session=s, batch_id="none") == {}
+
+
+def test_provider_job_ids_since_are_the_other_jobs_ids_of_that_provider() -> None:
+    start = datetime.now(UTC) - timedelta(seconds=1)
+    mine, _ = new_job("p-mine", provider="wan", provider_job_id="t-mine")
+    new_job("p-other", provider="wan", provider_job_id="t-other")
+    new_job("p-none", provider="wan")
+    new_job("p-luma", provider="luma", provider_job_id="l-1")
+    with db.session_scope() as s:
+        known = store.provider_job_ids_since(
+            session=s, provider="wan", since=start, other_than=mine.id
+        )
+        later = store.provider_job_ids_since(
+            session=s, provider="wan", since=datetime.now(UTC) + timedelta(hours=1), other_than=""
+        )
+    assert known == {"t-other"} and later == frozenset()

@@ -7,6 +7,7 @@ The script is class-level because the pipeline builds its own adapter instances.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -127,6 +128,7 @@ class ScriptedAdapter:
         *,
         since: datetime,
         reference: str | None = None,
+        known: Collection[str] = (),
     ) -> Lookup | None:
         return None  # like Runway: no way to list or query its jobs
 

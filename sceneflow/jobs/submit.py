@@ -208,7 +208,9 @@ async def _recover(
         raise error from e
     if found.provider_job_id:
         log_attempt(job_id, "lookup", detail=f"found {found.provider_job_id}", started=started)
-        logger.warning("job %s: its lost submit had created %s; resuming", job_id, found)
+        logger.warning(
+            "job %s: its lost submit had created %s; resuming", job_id, found.provider_job_id
+        )
         return accept_submission(job_id, found.provider_job_id)
     if found.complete and job.attempts < MAX_SENDS:
         why = f"{found.checked} found no job for the lost send, so it never arrived; sending again"

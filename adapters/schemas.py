@@ -42,7 +42,14 @@ from adapters.base import compose_prompt, unsupported_warning
 from adapters.fields import REQUEST_FIELDS, mapped, native, unsupported
 from sceneflow.errors import RequestValidationError
 from sceneflow.models import AspectRatio, StandardVideoRequest
-from sceneflow.providers import FieldMapping, ModelCapabilities, OptionSpec
+from sceneflow.providers import (
+    FieldMapping,
+    ModelCapabilities,
+    OptionSpec,
+    format_number,
+    is_number,
+    same_value,
+)
 
 __all__ = [
     "InputSchema",
@@ -110,8 +117,8 @@ class SchemaField:
             "string": "text",
         }
         words = kind.get(self.type or "", self.type or "any value")
-        low = _num(self.minimum if self.minimum is not None else self.exclusive_minimum)
-        high = _num(self.maximum if self.maximum is not None else self.exclusive_maximum)
+        low = format_number(self.minimum if self.minimum is not None else self.exclusive_minimum)
+        high = format_number(self.maximum if self.maximum is not None else self.exclusive_maximum)
         if low is not None and high is not None:
             words += f" from {low} to {high}"
         elif low is not None:
@@ -121,21 +128,21 @@ class SchemaField:
         if self.exclusive_minimum is not None or self.exclusive_maximum is not None:
             words += " (ends excluded)"
         if self.multiple_of is not None:
-            words += f", multiples of {_num(self.multiple_of)}"
+            words += f", multiples of {format_number(self.multiple_of)}"
         return words
 
     def accepts(self, value: Any) -> bool:
         if self.enum is not None:
-            return any(_same(value, v) for v in self.enum)
-        if self.type == "integer" and not (_is_number(value) and float(value).is_integer()):
+            return any(same_value(value, v) for v in self.enum)
+        if self.type == "integer" and not (is_number(value) and float(value).is_integer()):
             return False
-        if self.type == "number" and not _is_number(value):
+        if self.type == "number" and not is_number(value):
             return False
         if self.type == "string" and not isinstance(value, str):
             return False
         if self.type == "boolean" and not isinstance(value, bool):
             return False
-        if _is_number(value):
+        if is_number(value):
             if self.minimum is not None and value < self.minimum:
                 return False
             if self.maximum is not None and value > self.maximum:
@@ -158,20 +165,6 @@ class SchemaField:
         elif self.required:
             text += " (required)"
         return text
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _same(a: Any, b: Any) -> bool:
-    if _is_number(a) and _is_number(b):
-        return bool(a == b)
-    return type(a) is type(b) and a == b
-
-
-def _num(value: float | None) -> str | None:
-    return None if value is None else f"{value:g}"
 
 
 def _show(value: Any) -> str:
@@ -516,7 +509,7 @@ class SchemaModel:
         )
 
     def _default_fps(self, fallback: float) -> float:
-        if self.fps is not None and self.fps.has_default and _is_number(self.fps.default):
+        if self.fps is not None and self.fps.has_default and is_number(self.fps.default):
             return float(self.fps.default)
         return fallback
 
@@ -751,7 +744,7 @@ def _option_spec(slot: SchemaField) -> OptionSpec:
 
 def _seconds(value: Any) -> float | None:
     """The seconds an enum value stands for: 5, 5.0, "5" or "5s"."""
-    if _is_number(value):
+    if is_number(value):
         return float(value)
     if isinstance(value, str):
         try:

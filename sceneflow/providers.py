@@ -33,6 +33,9 @@ __all__ = [
     "VideoAdapter",
     "check_options",
     "enforce_strict",
+    "format_number",
+    "is_number",
+    "same_value",
     "strict_problems",
     "validate_request",
 ]
@@ -79,8 +82,8 @@ class OptionSpec(BaseModel):
             shown = [_show(c) for c in self.choices]
             return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
         words = _WORDS[self.type]
-        low = _num(self.minimum)
-        high = _num(self.maximum)
+        low = format_number(self.minimum)
+        high = format_number(self.maximum)
         if low is not None and high is not None:
             words += f" from {low} to {high}"
         elif low is not None:
@@ -95,13 +98,13 @@ class OptionSpec(BaseModel):
         """What is wrong with `value`, one line each naming `options.<path>`."""
         bad = [f"options.{path}: {who} takes {self.allowed()}; got {_show(value)}"]
         if self.choices is not None:
-            return [] if any(_same(value, c) for c in self.choices) else bad
+            return [] if any(same_value(value, c) for c in self.choices) else bad
         if self.type == "boolean":
             return [] if isinstance(value, bool) else bad
         if self.type == "string":
             return [] if isinstance(value, str) else bad
         if self.type in ("integer", "number"):
-            if not _is_number(value) or (self.type == "integer" and not float(value).is_integer()):
+            if not is_number(value) or (self.type == "integer" and not float(value).is_integer()):
                 return bad
             if self.minimum is not None and value < self.minimum:
                 return bad
@@ -135,17 +138,20 @@ class OptionSpec(BaseModel):
         return found
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """An int or float, not a bool (JSON's number)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _same(a: Any, b: Any) -> bool:
-    if _is_number(a) and _is_number(b):
+def same_value(a: Any, b: Any) -> bool:
+    """Equal as JSON values: 5 == 5.0, but True is not 1 and "5" is not 5."""
+    if is_number(a) and is_number(b):
         return bool(a == b)
     return type(a) is type(b) and a == b
 
 
-def _num(value: float | None) -> str | None:
+def format_number(value: float | None) -> str | None:
+    """A number as a person writes it (5, not 5.0); None stays None."""
     return None if value is None else f"{value:g}"
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-import adapters
 from flows.generate import generate_video
 from sceneflow import store
 from sceneflow.db import session_scope
 from sceneflow.errors import AuthError, GenerationTimeoutError
 from sceneflow.models import JobStatus, StandardVideoRequest
+from tests.support import fakes
 from tests.support.fakes import SECRET, ScriptedAdapter
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -23,13 +23,7 @@ REQUEST = StandardVideoRequest(prompt="A red fox in snow", aspect_ratio="16:9", 
 
 @pytest.fixture
 def fake_runway(monkeypatch: pytest.MonkeyPatch, sceneflow_env: Path) -> type[ScriptedAdapter]:
-    monkeypatch.setitem(adapters.REGISTRY, "runway", "tests.support.fakes:ScriptedAdapter")
-    ScriptedAdapter.reset()
-    with session_scope() as session:
-        store.put_credentials(
-            session=session, user_id="alice", provider="runway", credentials={"api_key": SECRET}
-        )
-    return ScriptedAdapter
+    return fakes.install(monkeypatch, "alice")
 
 
 def _job(job_id: str):  # type: ignore[no-untyped-def]

@@ -14,23 +14,16 @@ import adapters
 from flows import batch as batch_flow
 from flows import steps
 from flows.batch import generate_batch
-from sceneflow import store
-from sceneflow.db import session_scope
 from sceneflow.jobs.lanes import lane_size
-from tests.support.fakes import SECRET, ScriptedAdapter
+from tests.support import fakes
+from tests.support.fakes import ScriptedAdapter
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 @pytest.fixture
 def fake_runway(monkeypatch: pytest.MonkeyPatch, sceneflow_env: Path) -> type[ScriptedAdapter]:
-    monkeypatch.setitem(adapters.REGISTRY, "runway", "tests.support.fakes:ScriptedAdapter")
-    ScriptedAdapter.reset()
-    with session_scope() as session:
-        store.put_credentials(
-            session=session, user_id="bo", provider="runway", credentials={"api_key": SECRET}
-        )
-    return ScriptedAdapter
+    return fakes.install(monkeypatch, "bo")
 
 
 def _csv(tmp_path: Path, rows: int) -> str:

@@ -11,7 +11,11 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import adapters
+from sceneflow import store
+from sceneflow.db import session_scope
 from sceneflow.errors import AuthError, TransientError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.providers import (
@@ -149,3 +153,15 @@ class ScriptedAdapter:
 
     async def aclose(self) -> None:
         return None
+
+
+def install(monkeypatch: Any, user_id: str) -> type[ScriptedAdapter]:
+    """Register the scripted adapter as Runway, with a fresh script and `user_id`'s stored key
+    (the `fake_runway` fixtures of the pipeline tests)."""
+    monkeypatch.setitem(adapters.REGISTRY, "runway", "tests.support.fakes:ScriptedAdapter")
+    ScriptedAdapter.reset()
+    with session_scope() as session:
+        store.put_credentials(
+            session=session, user_id=user_id, provider="runway", credentials={"api_key": SECRET}
+        )
+    return ScriptedAdapter

@@ -106,6 +106,7 @@ async def run_job(job: LaneJob, work: LaneWork, *, logger: Logger) -> JobRef:
             user_id=work.user_id,
             deadlines=work.deadlines.restarted(),
             owner=work.owner,
+            sent=sent,
             logger=logger,
         )
         done = await download.download_job(

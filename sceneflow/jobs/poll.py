@@ -27,6 +27,7 @@ from sceneflow.errors import (
 )
 from sceneflow.jobs.ledger import (
     LEASE_SECONDS,
+    JobRef,
     claim,
     end_job,
     load_job,
@@ -77,6 +78,7 @@ async def wait_for_job(
     user_id: str,
     deadlines: Deadlines,
     owner: str | None = None,
+    sent: JobRef | None = None,
     logger: logging.Logger | logging.LoggerAdapter[Any] = log,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
 ) -> StandardVideoResult:
@@ -90,18 +92,27 @@ async def wait_for_job(
     waits, the run's claim on the job (`owner`) is renewed."""
     caps = adapter.capabilities()
     interval = caps.poll_interval
-    with session_scope() as session:
-        job = load_job(session, job_id)
-    if job.status == JobStatus.COMPLETED and job.output_path and storage.exists(job.output_path):
-        return StandardVideoResult(
-            status=JobStatus.COMPLETED,
-            provider_job_id=job.provider_job_id,
-            progress=100,
-            output_path=job.output_path,
-        )
-    pid = job.provider_job_id
+    pid: str | None
+    if sent is not None and sent.provider_job_id and sent.status != JobStatus.COMPLETED:
+        # What the send just recorded: reading the row again would say the same.
+        pid, provider = sent.provider_job_id, sent.provider
+    else:
+        with session_scope() as session:
+            job = load_job(session, job_id)
+        if (
+            job.status == JobStatus.COMPLETED
+            and job.output_path
+            and storage.exists(job.output_path)
+        ):
+            return StandardVideoResult(
+                status=JobStatus.COMPLETED,
+                provider_job_id=job.provider_job_id,
+                progress=100,
+                output_path=job.output_path,
+            )
+        pid, provider = job.provider_job_id, job.provider
     if not pid:
-        raise GenerationFailedError(f"job {job_id} was never submitted", provider=job.provider)
+        raise GenerationFailedError(f"job {job_id} was never submitted", provider=provider)
     last_status: str | None = None
     last_write = renewed = 0.0
     running_since: float | None = None
@@ -136,9 +147,9 @@ async def wait_for_job(
             return result
         if result.status in (JobStatus.FAILED, JobStatus.CANCELLED):
             error = GenerationFailedError(
-                f"{job.provider} job {pid} {result.status.value.lower()}: "
+                f"{provider} job {pid} {result.status.value.lower()}: "
                 f"{result.error_message or 'no reason given'}",
-                provider=job.provider,
+                provider=provider,
             )
             end_job(job_id, result.status, error, user_id)
             raise error

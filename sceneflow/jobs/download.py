@@ -22,7 +22,8 @@ from sceneflow.jobs.ledger import (
     log_attempt,
     release,
 )
-from sceneflow.media import InvalidVideoError, probe_video, verify_video
+from sceneflow.jobs.poll import patiently
+from sceneflow.media import InvalidVideoError, VideoInfo, probe_video, verify_video
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.posters import PosterError, poster_path, write_poster
 from sceneflow.providers import Credentials, VideoAdapter
@@ -78,26 +79,36 @@ async def download_job(
     name = output_name(job_id, row_id)
     local = storage.staging_path(output_dir, name)
     fetched = time.time()
-    await failures_logged(job_id, "download", lambda: adapter.download(result, credentials, local))
-    try:
-        # Checking and the poster run beside the event loop: libav works without the GIL, so
-        # they take the second core instead of stalling every other job's polls.
-        info = await asyncio.to_thread(
-            verify_video, local, expected_duration=request.duration, tolerance=0.5
+
+    async def fetch() -> VideoInfo:
+        nonlocal fetched
+        fetched = time.time()
+        await failures_logged(
+            job_id, "download", lambda: adapter.download(result, credentials, local)
         )
-    except InvalidVideoError as e:
-        # The provider finished and was paid: a bad file must never make a re-run pay again.
-        # A proxy's error page served as the video, or a cut-off transfer, is gone on the next
-        # fetch, so it is retried like any transient error; once the retries are spent the job
-        # is DOWNLOAD_FAILED (ledger.settle), which a re-run fetches again.
-        error = TransientError(
-            f"{adapter.key} returned an unusable file ({e}); it is fetched again, and if it "
-            "stays unusable `sceneflow batch ... --regenerate ID` pays for a new one",
-            provider=adapter.key,
-        )
-        local.unlink(missing_ok=True)
-        log_attempt(job_id, "download", error=error, started=fetched)
-        raise error from e
+        try:
+            # Checking and the poster run beside the event loop: libav works without the GIL,
+            # so they take the second core instead of stalling every other job's polls.
+            return await asyncio.to_thread(
+                verify_video, local, expected_duration=request.duration, tolerance=0.5
+            )
+        except InvalidVideoError as e:
+            # The provider finished and was paid: a bad file must never make a re-run pay
+            # again. A proxy's error page served as the video, or a cut-off transfer, is gone
+            # on the next fetch, so it is transient like a 503; once the retries are spent the
+            # job is DOWNLOAD_FAILED (ledger.settle), which a re-run fetches again.
+            error = TransientError(
+                f"{adapter.key} returned an unusable file ({e}); it is fetched again, and if "
+                "it stays unusable `sceneflow batch ... --regenerate ID` pays for a new one",
+                provider=adapter.key,
+            )
+            local.unlink(missing_ok=True)
+            log_attempt(job_id, "download", error=error, started=fetched)
+            raise error from e
+
+    # A download costs nothing, so one that fails for a moment (a 429, a 503, a bad file) is
+    # fetched again in place, keeping the job's Prefect retries for its submit.
+    info = await patiently(fetch, adapter.capabilities())
     poster = await asyncio.to_thread(_poster, local, logger, job_id)
     final = storage.publish(local, output_dir, name)
     if poster is not None and storage.is_remote(output_dir):

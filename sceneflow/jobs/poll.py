@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -40,9 +40,42 @@ from sceneflow.models import JobStatus, StandardVideoResult
 from sceneflow.providers import Capabilities, Credentials, VideoAdapter
 from sceneflow.settings import get_settings
 
-__all__ = ["Deadlines", "deadlines_for", "wait_for_job"]
+__all__ = ["PATIENCE_SECONDS", "Deadlines", "deadlines_for", "patiently", "wait_for_job"]
 
 PROGRESS_WRITE_SECONDS = 5.0
+# How long a call that costs nothing (a lookup, a download) is asked again in place while it
+# fails transiently, before the job is left to its group's retry.
+PATIENCE_SECONDS = 300.0
+T = TypeVar("T")
+
+
+async def patiently(
+    call: Callable[[], Awaitable[T]],
+    caps: Capabilities,
+    *,
+    failed: Callable[[SceneFlowError, float], None] | None = None,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+) -> T:
+    """`call`, asked again with the provider's poll backoff (and at least a rate limit's
+    Retry-After) while it fails transiently, for up to PATIENCE_SECONDS. Only for calls that
+    cost nothing, like a status check: a job's few Prefect retries are kept for its submit.
+    `failed(error, started)` hears each failure that is asked again."""
+    interval = caps.poll_interval
+    give_up = time.monotonic() + PATIENCE_SECONDS
+    while True:
+        started = time.time()
+        try:
+            return await call()
+        except SceneFlowError as e:
+            pause = interval
+            if isinstance(e, RateLimitedError) and e.retry_after:
+                pause = max(pause, e.retry_after)
+            if not is_retryable(e) or time.monotonic() + pause > give_up:
+                raise
+            if failed is not None:
+                failed(e, started)
+        await sleep(pause)
+        interval = min(interval * 1.5, caps.max_poll_interval)
 
 
 class Deadlines(BaseModel):

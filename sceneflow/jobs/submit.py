@@ -14,7 +14,6 @@ moment (a 503, a rate limit) is asked again in place before the job waits for a 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from datetime import timedelta
@@ -27,7 +26,6 @@ from sceneflow.db import session_scope
 from sceneflow.errors import (
     AmbiguousSubmitError,
     AuthError,
-    RateLimitedError,
     SceneFlowError,
     is_retryable,
 )
@@ -47,6 +45,7 @@ from sceneflow.jobs.ledger import (
     send_reference,
     unsend,
 )
+from sceneflow.jobs.poll import patiently
 from sceneflow.models import JobStatus, StandardVideoRequest
 from sceneflow.providers import Credentials, VideoAdapter
 from sceneflow.tables import GenerationJob
@@ -56,9 +55,6 @@ __all__ = ["CLOCK_SKEW", "LostJob", "find_lost_job", "submit_job"]
 # The provider's clock may run behind ours; a job it stamps this much before our send is still
 # a candidate.
 CLOCK_SKEW = timedelta(minutes=2)
-# A lookup costs nothing, like a status check, so one that fails for a moment is asked again in
-# place, for this long, before the job is left to the group's retry and then the next run.
-LOOKUP_PATIENCE = 300.0
 # Each send a complete search proved lost is sent again once; a provider that loses this many
 # replies in a row to one job is not sent it again without the user.
 MAX_SENDS = 3
@@ -191,7 +187,12 @@ async def _recover(
     lost = f"The submit of job {job_id} to {adapter.key} may have created a job ({cause})"
     started = time.time()
     try:
-        found = await _ask_patiently(adapter, job_id, credentials)
+        # A lookup costs nothing: one that fails for a moment is asked again in place.
+        found = await patiently(
+            lambda: find_lost_job(adapter, job_id, credentials),
+            adapter.capabilities(),
+            failed=lambda e, at: log_attempt(job_id, "lookup", error=e, started=at),
+        )
     except SceneFlowError as e:
         # However the lookup failed (a 401 included), the job may exist: it stays UNKNOWN, and
         # the next run asks again. A rejected key still marks the credentials invalid.
@@ -234,27 +235,6 @@ async def _recover(
     log_attempt(job_id, "lookup", error=error, started=started)
     mark_ambiguous(job_id, error, user_id)
     raise error
-
-
-async def _ask_patiently(adapter: VideoAdapter, job_id: str, credentials: Credentials) -> LostJob:
-    """`find_lost_job`, asked again with the provider's poll backoff (and at least its
-    Retry-After) while it fails transiently, for up to LOOKUP_PATIENCE seconds."""
-    caps = adapter.capabilities()
-    interval = caps.poll_interval
-    give_up = time.monotonic() + LOOKUP_PATIENCE
-    while True:
-        started = time.time()
-        try:
-            return await find_lost_job(adapter, job_id, credentials)
-        except SceneFlowError as e:
-            pause = interval
-            if isinstance(e, RateLimitedError) and e.retry_after:
-                pause = max(pause, e.retry_after)
-            if not is_retryable(e) or time.monotonic() + pause > give_up:
-                raise
-            log_attempt(job_id, "lookup", error=e, started=started)
-        await asyncio.sleep(pause)
-        interval = min(interval * 1.5, caps.max_poll_interval)
 
 
 async def find_lost_job(adapter: VideoAdapter, job_id: str, credentials: Credentials) -> LostJob:

@@ -12,7 +12,7 @@ from sqlmodel import col, select
 from sceneflow import store
 from sceneflow.db import session_scope
 from sceneflow.errors import AmbiguousSubmitError, CredentialsError, TransientError
-from sceneflow.jobs import lanes, ledger, submit
+from sceneflow.jobs import lanes, ledger, poll, submit
 from sceneflow.jobs.lanes import LaneJob, LaneWork, lane_size, run_lane
 from sceneflow.jobs.ledger import JobRef
 from sceneflow.jobs.poll import deadlines_for
@@ -200,7 +200,7 @@ async def test_a_lookup_that_fails_for_a_moment_is_asked_again_in_place(tmp_path
 async def test_a_lookup_still_failing_after_its_patience_is_left_to_the_retry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(submit, "LOOKUP_PATIENCE", 0.0)
+    monkeypatch.setattr(poll, "PATIENCE_SECONDS", 0.0)
     ScriptedAdapter.reset()
     LostThenAskable.lookups, LostThenAskable.failing = 0, 1
     (job,) = _jobs(1)
@@ -291,9 +291,29 @@ class ServesAnErrorPageFirst(ScriptedAdapter):
         return await super().download(result, credentials, destination)
 
 
-async def test_an_unusable_download_is_fetched_again_by_the_retry_never_paid_again(
+async def test_an_unusable_download_is_fetched_again_in_place_never_paid_again(
     tmp_path: Path,
 ) -> None:
+    ScriptedAdapter.reset()
+    ServesAnErrorPageFirst.pages = 2
+    (job,) = _jobs(1)
+    result = await run_lane([job], _work(ServesAnErrorPageFirst(), tmp_path), retry_left=True)
+    assert result.retry is None and _status(job) == JobStatus.COMPLETED
+    assert len(ScriptedAdapter.script.submits) == 1
+    with session_scope() as session:
+        fetches = session.exec(
+            select(store.GenerationAttempt.outcome)
+            .where(store.GenerationAttempt.job_id == job.job_id)
+            .where(store.GenerationAttempt.operation == "download")
+            .order_by(col(store.GenerationAttempt.id))
+        ).all()
+    assert fetches == ["error", "error", "ok"]
+
+
+async def test_a_download_unusable_past_its_patience_is_left_to_the_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(poll, "PATIENCE_SECONDS", 0.0)
     ScriptedAdapter.reset()
     ServesAnErrorPageFirst.pages = 1
     (job,) = _jobs(1)
@@ -306,8 +326,9 @@ async def test_an_unusable_download_is_fetched_again_by_the_retry_never_paid_aga
 
 
 async def test_a_download_still_unusable_when_retries_are_spent_is_download_failed(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(poll, "PATIENCE_SECONDS", 0.0)
     ScriptedAdapter.reset()
     ServesAnErrorPageFirst.pages = 1
     (job,) = _jobs(1)

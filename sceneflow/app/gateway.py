@@ -175,7 +175,7 @@ class VideoGenerationGateway:
             ledger.record_status(job.id, result, changed=result.status.value != job.status)
             if result.status == JobStatus.COMPLETED:
                 done = await download.download_job(
-                    adapter, job.id, result, opened, user_id=user_id, output_dir=output_dir
+                    adapter, job.id, result, opened, output_dir=output_dir
                 )
                 result.output_path = done.output_path
         except SceneFlowError as e:

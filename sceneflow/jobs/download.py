@@ -52,7 +52,6 @@ async def download_job(
     result: StandardVideoResult,
     credentials: Credentials,
     *,
-    user_id: str,
     output_dir: str,
     row_id: str | None = None,
     owner: str | None = None,

@@ -114,7 +114,6 @@ async def run_job(job: LaneJob, work: LaneWork, *, logger: Logger) -> JobRef:
             sent.job_id,
             result,
             work.credentials,
-            user_id=work.user_id,
             output_dir=work.output_dir,
             row_id=job.row_id,
             owner=work.owner,

@@ -771,9 +771,7 @@ def _attempt_ok(session: Session, job_id: str, operation: str, started: float) -
     )
 
 
-async def logged_call(
-    job_id: str, user_id: str, operation: str, fn: Callable[[], Awaitable[Any]]
-) -> Any:
+async def logged_call(job_id: str, operation: str, fn: Callable[[], Awaitable[Any]]) -> Any:
     """Run one adapter call and log it as an attempt."""
     started = time.time()
     value = await failures_logged(job_id, operation, fn)

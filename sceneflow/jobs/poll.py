@@ -219,7 +219,7 @@ async def _time_out(
     cancelled = "no cancel call exists for this provider"
     if adapter.capabilities().can_cancel:
         try:
-            await logged_call(job_id, user_id, "cancel", lambda: adapter.cancel(pid, credentials))
+            await logged_call(job_id, "cancel", lambda: adapter.cancel(pid, credentials))
             cancelled = "a cancel was sent"
         except ProviderError as e:
             cancelled = f"the cancel failed ({e})"

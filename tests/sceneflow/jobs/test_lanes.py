@@ -51,6 +51,19 @@ def _work(adapter: ScriptedAdapter, out: Path, credentials: object = None) -> La
     )
 
 
+def _outcomes(job: LaneJob, operation: str) -> list[str]:
+    """The outcomes of the job's logged attempts of `operation`, oldest first."""
+    with session_scope() as session:
+        return list(
+            session.exec(
+                select(store.GenerationAttempt.outcome)
+                .where(store.GenerationAttempt.job_id == job.job_id)
+                .where(store.GenerationAttempt.operation == operation)
+                .order_by(col(store.GenerationAttempt.id))
+            ).all()
+        )
+
+
 class Heard:
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
@@ -187,14 +200,7 @@ async def test_a_lookup_that_fails_for_a_moment_is_asked_again_in_place(tmp_path
     assert result.retry is None and _status(job) == JobStatus.COMPLETED
     assert LostThenAskable.lookups == 4
     assert len(ScriptedAdapter.script.submits) == 1  # found, not sent again
-    with session_scope() as session:
-        tries = session.exec(
-            select(store.GenerationAttempt.outcome)
-            .where(store.GenerationAttempt.job_id == job.job_id)
-            .where(store.GenerationAttempt.operation == "lookup")
-            .order_by(col(store.GenerationAttempt.id))
-        ).all()
-    assert tries == ["error", "error", "error", "ok"]
+    assert _outcomes(job, "lookup") == ["error", "error", "error", "ok"]
 
 
 async def test_a_lookup_still_failing_after_its_patience_is_left_to_the_retry(
@@ -300,14 +306,7 @@ async def test_an_unusable_download_is_fetched_again_in_place_never_paid_again(
     result = await run_lane([job], _work(ServesAnErrorPageFirst(), tmp_path), retry_left=True)
     assert result.retry is None and _status(job) == JobStatus.COMPLETED
     assert len(ScriptedAdapter.script.submits) == 1
-    with session_scope() as session:
-        fetches = session.exec(
-            select(store.GenerationAttempt.outcome)
-            .where(store.GenerationAttempt.job_id == job.job_id)
-            .where(store.GenerationAttempt.operation == "download")
-            .order_by(col(store.GenerationAttempt.id))
-        ).all()
-    assert fetches == ["error", "error", "ok"]
+    assert _outcomes(job, "download") == ["error", "error", "ok"]
 
 
 async def test_a_download_unusable_past_its_patience_is_left_to_the_retry(

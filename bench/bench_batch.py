@@ -753,6 +753,8 @@ def run_pipeline(
             **emulator.figures(completed),
         }
         if profiler is not None:
+            if dump := os.environ.get("SCENEFLOW_BENCH_PSTATS"):
+                profiler.dump_stats(dump)  # for pstats' callers and callees views
             text = io.StringIO()
             pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(profile)
             result["profile"] = text.getvalue()

@@ -6,11 +6,16 @@ writes plaintext. Functions flush but never commit: the caller's `db.session_sco
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import configure_mappers
 from sqlmodel import Session, col, func, select
 
 from sceneflow import vault
@@ -39,6 +44,8 @@ __all__ = [
     "provider_job_ids_since",
     "list_all_configs",
     "list_configs",
+    "move_job",
+    "read_job",
     "unseal_credentials",
     "put_credentials",
     "record_attempt",
@@ -285,19 +292,102 @@ def record_attempt(
         )
     if outcome not in _OUTCOMES:
         raise ValueError(f"outcome must be one of {sorted(_OUTCOMES)}, not {outcome!r}")
-    attempt = GenerationAttempt(
-        job_id=job_id,
-        operation=operation,
-        outcome=outcome,
-        detail=detail,
-        started_at=started_at or utcnow(),
-        finished_at=finished_at or utcnow(),
-        http_status=http_status,
-        error_class=error_class,
+    values: dict[str, Any] = {
+        "job_id": job_id,
+        "operation": operation,
+        "outcome": outcome,
+        "detail": detail,
+        "started_at": started_at or utcnow(),
+        "finished_at": finished_at or utcnow(),
+        "http_status": http_status,
+        "error_class": error_class,
+    }
+    # A statement built once and no ORM object: every job logs a few attempts.
+    attempt_id = session.connection().execute(_INSERT_ATTEMPT, values).scalar_one()
+    return GenerationAttempt.model_construct(id=attempt_id, **values)
+
+
+# The ledger moves a job several times a row, each in its own transaction. Through the ORM a move
+# (a get, a flush of the changed object, a commit) cost about 1.1 ms of the event loop, against
+# 0.1 ms for the same statements in sqlite3 itself (issue 10); statements built once and run on
+# the session's connection, a job read back as a plain model, cost about a third of it.
+configure_mappers()  # model_construct below needs the mapped attributes in place
+_JOBS: sa.Table = GenerationJob.__table__  # type: ignore[attr-defined]
+_ATTEMPTS: sa.Table = GenerationAttempt.__table__  # type: ignore[attr-defined]
+_INSERT_ATTEMPT = sa.insert(_ATTEMPTS).returning(_ATTEMPTS.c.id)
+_READ_JOB = sa.select(_JOBS).where(_JOBS.c.id == sa.bindparam("job_id"))
+
+
+def _as_job(row: Row[Any]) -> GenerationJob:
+    return GenerationJob.model_construct(**row._mapping)
+
+
+def read_job(*, session: Session, job_id: str) -> GenerationJob | None:
+    """The job as it is in the database now, detached from the session: to read, not to edit."""
+    row = session.connection().execute(_READ_JOB, {"job_id": job_id}).first()
+    return None if row is None else _as_job(row)
+
+
+@lru_cache(maxsize=256)
+def _move_statement(
+    status: str,
+    sources: frozenset[str],
+    fields: tuple[str, ...],
+    bump_attempts: bool,
+    release_claim: bool,
+    unsent_only: bool,
+) -> sa.Update:
+    jobs = _JOBS.c
+    values: dict[str, Any] = {name: sa.bindparam(f"v_{name}") for name in fields}
+    if bump_attempts:
+        bumped = jobs.attempts + sa.bindparam("bump", type_=sa.Integer)
+        values["attempts"] = sa.case((bumped < 0, 0), else_=bumped)
+    if release_claim:
+        mine = jobs.claimed_by == sa.bindparam("owner")
+        values["claimed_by"] = sa.case((mine, None), else_=jobs.claimed_by)
+        values["claimed_until"] = sa.case((mine, None), else_=jobs.claimed_until)
+    where = [jobs.id == sa.bindparam("job_id"), jobs.status.in_(sorted(sources))]
+    if unsent_only:
+        where.append(jobs.provider_job_id.is_(None))
+    return (
+        sa.update(_JOBS)
+        .where(*where)
+        .values(status=status, updated_at=sa.bindparam("v_updated_at"), **values)
+        .returning(*_JOBS.c)
     )
-    session.add(attempt)
-    session.flush()
-    return attempt
+
+
+def move_job(
+    *,
+    session: Session,
+    job_id: str,
+    status: str,
+    sources: Collection[str],
+    bump_attempts: int = 0,
+    release_claim_of: str | None = None,
+    unsent_only: bool = False,
+    **changes: Any,
+) -> GenerationJob | None:
+    """Set the job's status (and `changes`) in one conditional UPDATE, only while its status is
+    one of `sources` (and, with `unsent_only`, it has no provider id yet); returns the job as
+    written, or None when the condition did not hold or there is no such job.
+
+    `bump_attempts` adds to `attempts` (never below 0), and `release_claim_of` drops the claim
+    if that run holds it, both in the same statement."""
+    _check_fields(changes)
+    stmt = _move_statement(
+        status,
+        frozenset(sources),
+        tuple(sorted(changes)),
+        bool(bump_attempts),
+        release_claim_of is not None,
+        unsent_only,
+    )
+    params = {f"v_{name}": _plain(value) for name, value in changes.items()}
+    params |= {"job_id": job_id, "v_updated_at": utcnow(), "bump": bump_attempts}
+    params["owner"] = release_claim_of
+    row = session.connection().execute(stmt, params).first()
+    return None if row is None else _as_job(row)
 
 
 def batch_status_counts(*, session: Session, batch_id: str) -> dict[str, int]:

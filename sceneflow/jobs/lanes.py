@@ -88,7 +88,7 @@ async def run_job(job: LaneJob, work: LaneWork, *, logger: Logger) -> JobRef:
     on it; another run of the same batch waits for it."""
     if isinstance(work.credentials, SceneFlowError):
         raise work.credentials
-    await ledger.hold(job.job_id, work.owner, logger=logger)
+    claimed = await ledger.hold(job.job_id, work.owner, logger=logger)
     released = False
     try:
         sent = await submit.submit_job(
@@ -106,6 +106,7 @@ async def run_job(job: LaneJob, work: LaneWork, *, logger: Logger) -> JobRef:
             user_id=work.user_id,
             deadlines=work.deadlines.restarted(),
             owner=work.owner,
+            claimed_at=claimed,
             sent=sent,
             logger=logger,
         )

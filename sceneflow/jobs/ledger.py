@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel
-from sqlalchemy import insert, or_, update
+from sqlalchemy import bindparam, insert, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -210,7 +210,8 @@ def send_reference(job: GenerationJob) -> str:
 
 
 def load_job(session: Session, job_id: str) -> GenerationJob:
-    job = store.get_job(session=session, job_id=job_id)
+    """The job as it is now, to read: every change goes through a move."""
+    job = store.read_job(session=session, job_id=job_id)
     if job is None:
         raise NotFoundError(f"No generation job {job_id!r}; `sceneflow status` lists known jobs.")
     return job
@@ -240,13 +241,39 @@ def job_ref(job: GenerationJob) -> JobRef:
     )
 
 
-def _move(session: Session, job: GenerationJob, to: JobStatus, **changes: Any) -> GenerationJob:
-    """The one status write: check the edge, then apply `to` and `changes` in the caller's
-    transaction."""
-    here = JobStatus(job.status)
-    if to != here and to not in TRANSITIONS[here]:
-        raise IllegalTransition(f"job {job.id}: {here.value} -> {to.value} is not a legal move")
-    return store.update_job(session=session, job_id=job.id, status=to.value, **changes)
+# For each status, the statuses a job may move to it from: itself (an update in place) and every
+# status with an edge to it.
+_SOURCES = {
+    to: frozenset({to.value} | {here.value for here, ends in TRANSITIONS.items() if to in ends})
+    for to in JobStatus
+}
+
+
+def _move(
+    session: Session,
+    job_id: str,
+    to: JobStatus,
+    *,
+    bump_attempts: int = 0,
+    release_claim_of: str | None = None,
+    **changes: Any,
+) -> GenerationJob:
+    """The one status write: `to` and `changes` in the caller's transaction, in one UPDATE
+    that holds only while the job's status has an edge to `to`, so the check and the write
+    cannot be told apart by another writer. Returns the job as written."""
+    job = store.move_job(
+        session=session,
+        job_id=job_id,
+        status=to.value,
+        sources=_SOURCES[to],
+        bump_attempts=bump_attempts,
+        release_claim_of=release_claim_of,
+        **changes,
+    )
+    if job is None:
+        here = load_job(session, job_id).status
+        raise IllegalTransition(f"job {job_id}: {here} -> {to.value} is not a legal move")
+    return job
 
 
 def prepare_job(
@@ -435,23 +462,36 @@ def _dead_here(owner: str) -> bool:
     return False
 
 
+# Built once: a claim is taken and released for every job (see store.move_job on the cost).
+_CLAIM_TO = (
+    update(GenerationJob)
+    .where(col(GenerationJob.id) == bindparam("job_id"))
+    .values(claimed_by=bindparam("owner"), claimed_until=bindparam("until"))
+)
+_TAKE = _CLAIM_TO.where(
+    or_(
+        col(GenerationJob.claimed_by).is_(None),
+        col(GenerationJob.claimed_by) == bindparam("owner"),
+        col(GenerationJob.claimed_until) < bindparam("now"),
+    )
+)
+_TAKE_OVER = _CLAIM_TO.where(col(GenerationJob.claimed_by) == bindparam("holder"))
+_RELEASE = (
+    update(GenerationJob)
+    .where(
+        col(GenerationJob.id) == bindparam("job_id"),
+        col(GenerationJob.claimed_by) == bindparam("owner"),
+    )
+    .values(claimed_by=None, claimed_until=None)
+)
+
+
 def _take(session: Session, job_id: str, owner: str, *, holder: str | None = None) -> bool:
     now = utcnow()
-    free = (
-        col(GenerationJob.claimed_by) == holder
-        if holder is not None
-        else or_(
-            col(GenerationJob.claimed_by).is_(None),
-            col(GenerationJob.claimed_by) == owner,
-            col(GenerationJob.claimed_until) < now,
-        )
-    )
-    result = session.execute(
-        update(GenerationJob)
-        .where(col(GenerationJob.id) == job_id, free)
-        .values(claimed_by=owner, claimed_until=now + timedelta(seconds=LEASE_SECONDS))
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    params = {"job_id": job_id, "owner": owner, "now": now, "holder": holder}
+    params["until"] = now + timedelta(seconds=LEASE_SECONDS)
+    result = session.connection().execute(_TAKE if holder is None else _TAKE_OVER, params)
+    return bool(result.rowcount)
 
 
 def claim(job_id: str, owner: str) -> str | None:
@@ -473,8 +513,9 @@ async def hold(
     *,
     logger: logging.Logger | logging.LoggerAdapter[Any] = log,
     poll: float = 2.0,
-) -> None:
-    """Claim the job, waiting while another run holds it (and saying so once)."""
+) -> float:
+    """Claim the job, waiting while another run holds it (and saying so once). Returns when
+    the claim was taken, on the `time.monotonic` clock, for a renewal to count from."""
     said = False
     while (holder := claim(job_id, owner)) is not None:
         if not said:
@@ -485,15 +526,12 @@ async def hold(
             )
             said = True
         await asyncio.sleep(poll)
+    return time.monotonic()
 
 
 def release(job_id: str, owner: str) -> None:
     with session_scope() as session:
-        session.execute(
-            update(GenerationJob)
-            .where(col(GenerationJob.id) == job_id, col(GenerationJob.claimed_by) == owner)
-            .values(claimed_by=None, claimed_until=None)
-        )
+        session.connection().execute(_RELEASE, {"job_id": job_id, "owner": owner})
 
 
 # --- the moves ---------------------------------------------------------------------------
@@ -505,19 +543,25 @@ def mark_sending(job_id: str) -> tuple[GenerationJob, bool]:
     when it already has a provider id, and not when an earlier send may be out (UNKNOWN, or
     SUBMITTING left by a run that stopped mid-send), which is looked up instead."""
     with session_scope() as session:
-        job = load_job(session, job_id)
-        if job.provider_job_id or job.status != S.QUEUED:
-            return job, False
-        job = _move(session, job, S.SUBMITTING, attempts=job.attempts + 1, submitted_at=utcnow())
-        return job, True
+        job = store.move_job(
+            session=session,
+            job_id=job_id,
+            status=S.SUBMITTING.value,
+            sources=(S.QUEUED.value,),
+            unsent_only=True,
+            bump_attempts=1,
+            submitted_at=utcnow(),
+        )
+        if job is not None:
+            return job, True
+        return load_job(session, job_id), False
 
 
 def unsend(job_id: str, error: BaseException) -> None:
     """The send surely did not arrive (connection refused, 429, 503): SUBMITTING -> QUEUED, so
     a retry sends it anew. `attempts` counts only sends that may have reached the provider."""
     with session_scope() as session:
-        job = load_job(session, job_id)
-        _move(session, job, S.QUEUED, attempts=max(job.attempts - 1, 0), error=str(error))
+        _move(session, job_id, S.QUEUED, bump_attempts=-1, error=str(error))
 
 
 def mark_ambiguous(job_id: str, error: BaseException | str, user_id: str) -> None:
@@ -534,7 +578,7 @@ def allow_resubmit(job_id: str, why: str) -> JobRef:
                 f"Job {job_id} is {job.status}, not UNKNOWN: only a job whose submit reply was "
                 "lost can be resubmitted."
             )
-        job = _move(session, job, S.QUEUED, error=None)
+        job = _move(session, job_id, S.QUEUED, error=None)
         store.record_attempt(
             session=session, job_id=job.id, operation="submit", outcome="ok", detail=why
         )
@@ -545,8 +589,7 @@ def resend_after_lookup(job_id: str) -> GenerationJob:
     """A complete search found no job for the lost send: it never arrived, so a new send cannot
     pay twice. UNKNOWN -> SUBMITTING with the new send recorded."""
     with session_scope() as session:
-        job = load_job(session, job_id)
-        return _move(session, job, S.SUBMITTING, attempts=job.attempts + 1, submitted_at=utcnow())
+        return _move(session, job_id, S.SUBMITTING, bump_attempts=1, submitted_at=utcnow())
 
 
 def reject_key(user_id: str, provider: str) -> None:
@@ -561,7 +604,7 @@ def accept_submission(job_id: str, provider_job_id: str, *, sent: float | None =
     with session_scope() as session:
         job = _move(
             session,
-            load_job(session, job_id),
+            job_id,
             S.QUEUED,
             provider_job_id=provider_job_id,
             finished_at=None,
@@ -579,7 +622,7 @@ def record_status(job_id: str, result: StandardVideoResult, *, changed: bool = T
     with session_scope() as session:
         _move(
             session,
-            load_job(session, job_id),
+            job_id,
             to,
             progress=result.progress,
             video_url=strip_signature(result.video_url),
@@ -607,21 +650,15 @@ def complete_job(
     `fetched` (when its download began), the download's attempt is logged, and with `owner`,
     that run's claim is released, both in the same transaction."""
     with session_scope() as session:
-        job = load_job(session, job_id)
-        unclaim = (
-            {"claimed_by": None, "claimed_until": None}
-            if owner is not None and job.claimed_by == owner
-            else {}
-        )
         job = _move(
             session,
-            job,
+            job_id,
             S.COMPLETED,
+            release_claim_of=owner,
             progress=100,
             output_path=output_path,
             finished_at=utcnow(),
             error=None,
-            **unclaim,
         )
         if fetched is not None:
             _attempt_ok(session, job_id, "download", fetched)
@@ -632,9 +669,7 @@ def end_job(job_id: str, status: JobStatus, error: BaseException | str, user_id:
     """Record why the job stopped in `status`. A rejected key also marks the stored
     credentials invalid, so later runs fail fast instead of paying for 401s."""
     with session_scope() as session:
-        job = _move(
-            session, load_job(session, job_id), status, error=str(error), finished_at=utcnow()
-        )
+        job = _move(session, job_id, status, error=str(error), finished_at=utcnow())
         if isinstance(error, AuthError):
             store.set_validity(
                 session=session, user_id=user_id, provider=job.provider, is_valid=False
@@ -651,7 +686,7 @@ def cancel_job(job_id: str, note: str) -> GenerationJob:
             )
         return _move(
             session,
-            job,
+            job.id,
             S.CANCELLED,
             error=f"cancelled: {note}",
             finished_at=utcnow(),
@@ -714,7 +749,7 @@ def settle(job_id: str, error: BaseException, user_id: str) -> JobStatus:
             # From SUBMITTING only errors that prove the send did not arrive get here (the
             # adapters turn the others into AmbiguousSubmitError): nothing was created.
             to = S.FAILED
-        job = _move(session, job, to, error=reason, finished_at=utcnow())
+        job = _move(session, job_id, to, error=reason, finished_at=utcnow())
         if isinstance(error, AuthError):
             store.set_validity(
                 session=session, user_id=user_id, provider=job.provider, is_valid=False

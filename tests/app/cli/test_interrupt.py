@@ -80,7 +80,9 @@ def _state(pid: int) -> str:
         return "zombie"  # gone meanwhile
 
 
-IN_FLIGHT = {JobStatus.SUBMITTING, JobStatus.PROCESSING, JobStatus.GENERATED}
+# Not GENERATED: a local video is saved within milliseconds of that, so a signal sent then could
+# find both lanes between rows (recording the one just done), with none in flight.
+IN_FLIGHT = {JobStatus.SUBMITTING, JobStatus.PROCESSING}
 
 
 def _wait_for_a_completed_row(batch: subprocess.Popen[bytes], home: Path, log: Path) -> int:

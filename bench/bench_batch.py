@@ -627,6 +627,19 @@ def _outcomes(results_csv: Path) -> Counter[str]:
         return Counter(row["status"] for row in csv.DictReader(f))
 
 
+def _why_not_completed(results_csv: Path, most: int = 5) -> dict[str, int]:
+    """The errors of the rows that did not complete, with how many rows gave each."""
+    if not results_csv.exists():
+        return {}
+    with results_csv.open(newline="") as f:
+        errors = Counter(
+            f"{row['status']}: {row['error']}"
+            for row in csv.DictReader(f)
+            if row["status"] != "COMPLETED"
+        )
+    return dict(errors.most_common(most))
+
+
 @contextlib.contextmanager
 def _environment(tmp: Path, emulator_url: str, server: str | None) -> Iterator[None]:
     """Everything the flow reads from the environment, set for this run and restored after."""
@@ -749,6 +762,7 @@ def run_pipeline(
             "completed": completed,
             "failed_rows": n - completed,
             "not_completed": dict(outcomes),
+            "not_completed_errors": _why_not_completed(tmp / "out" / "results.csv"),
             **calls.figures(n),
             **emulator.figures(completed),
         }

@@ -165,6 +165,8 @@ def config_table(c: dict[str, Any]) -> str:
         }
         if failing:
             notes.append(f"- {name}, the API requests that failed: {_counts(failing)}")
+        for error, rows in phase.get("not_completed_errors", {}).items():
+            notes.append(f"- {name}, {rows} row(s) not completed: {error}")
     return "\n".join(lines + ([""] + notes if notes else []))
 
 

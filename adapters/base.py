@@ -145,6 +145,11 @@ class HttpAdapter:
     key: str = ""
     default_base_url: str = ""
     timeout = httpx.Timeout(30.0, connect=10.0)
+    # An idle connection is dropped after this, well before the 5 s after which common servers
+    # (uvicorn, Node's http) close theirs: a submit sent on a connection the server is closing
+    # at that moment gets a ReadError with no way to tell whether it arrived, and the job is
+    # UNKNOWN (seen at N=1,000 against the emulator under load, with httpx's own 5 s).
+    keepalive_expiry = 2.0
     # Hops a call or download may take; a CDN chain of signed URLs takes two or three.
     max_redirects = 5
     moderation_markers: tuple[str, ...] = ("moderation", "safety", "content policy", "nsfw")
@@ -163,7 +168,13 @@ class HttpAdapter:
         if self._injected is not None:
             return self._injected
         if self._owned is None:
-            self._owned = httpx.AsyncClient(timeout=self.timeout)
+            # httpx's default pool sizes, with the shorter keep-alive.
+            pool = httpx.Limits(
+                max_connections=100,
+                max_keepalive_connections=20,
+                keepalive_expiry=self.keepalive_expiry,
+            )
+            self._owned = httpx.AsyncClient(timeout=self.timeout, limits=pool)
         return self._owned
 
     async def aclose(self) -> None:

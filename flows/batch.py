@@ -186,7 +186,11 @@ def _pools(concurrency: int) -> list[int]:
 
 
 def _client(connections: int, tls: ssl.SSLContext) -> httpx.AsyncClient:
-    pool = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    pool = httpx.Limits(
+        max_connections=connections,
+        max_keepalive_connections=connections,
+        keepalive_expiry=HttpAdapter.keepalive_expiry,
+    )
     return httpx.AsyncClient(timeout=HttpAdapter.timeout, limits=pool, verify=tls)
 
 

@@ -10,10 +10,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
-    model_serializer,
 )
 
 __all__ = [
@@ -119,6 +117,14 @@ _RESOLUTION_NAMES = {"480p": 480, "720p": 720, "1080p": 1080, "4k": 2160}
 _WXH = re.compile(r"^(\d{2,5})x(\d{2,5})$")
 
 
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
+def _is_empty(value: Any) -> bool:
+    return not value
+
+
 class StandardVideoRequest(BaseModel):
     """One video to generate, in provider-neutral terms."""
 
@@ -142,12 +148,19 @@ class StandardVideoRequest(BaseModel):
         "for a provider that reads Cloud Storage (vertex).",
     )
     model: str | None = Field(None, description="Provider model id; each provider has a default.")
+    # A request that sets neither audio nor options serialises as it did before they existed,
+    # so its idempotency key (a hash of this JSON) and stored jobs stay the same. Left out per
+    # field (`exclude_if`) rather than by a wrapping model serializer: the wrapper built a dict
+    # in Python for every dump, which made model_dump_json 2.5 times as slow (5.7 against
+    # 2.3 µs), and a CSV's rows are each dumped for their occurrence count (issue 10).
     audio: bool | None = Field(
         None,
+        exclude_if=_is_none,
         description="Sound on (true) or off (false); unset leaves it to the provider's default.",
     )
     options: dict[str, Any] = Field(
         default_factory=dict,
+        exclude_if=_is_empty,
         description="The provider's own settings by name, checked against the options it "
         "declares (`sceneflow providers KEY` lists them).",
     )
@@ -170,17 +183,6 @@ class StandardVideoRequest(BaseModel):
     def __hash__(self) -> int:
         # Frozen, so hashable as before `options` (a dict) joined the fields: by its JSON.
         return hash(self.model_dump_json())
-
-    @model_serializer(mode="wrap")
-    def _leave_out_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # A request that sets neither audio nor options serialises as it did before they
-        # existed, so its idempotency key (a hash of this JSON) and stored jobs stay the same.
-        data: dict[str, Any] = handler(self)
-        if data.get("audio") is None:
-            data.pop("audio", None)
-        if not data.get("options"):
-            data.pop("options", None)
-        return data
 
     @field_validator("resolution")
     @classmethod

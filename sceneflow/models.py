@@ -191,7 +191,7 @@ class StandardVideoRequest(BaseModel):
         if v in _RESOLUTION_NAMES:
             return v
         m = _WXH.match(v)
-        if m and all(16 <= int(x) <= 7680 for x in m.groups()):
+        if m and 16 <= int(m[1]) <= 7680 and 16 <= int(m[2]) <= 7680:
             return v
         raise ValueError(
             'must be "WxH" with each side 16 to 7680 (such as "1920x1080"), '

@@ -209,8 +209,10 @@ def read_csv_text(source: str) -> pd.DataFrame:
         )
     _check_header_line(text, source)
     try:
+        # As bytes: from text, pandas encodes it back to UTF-8 a chunk at a time, which made
+        # reading 100,000 rows 142 ms against 111 ms (issue 10).
         frame = pd.read_csv(
-            io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True
+            io.BytesIO(text.encode()), dtype=str, keep_default_na=False, skipinitialspace=True
         )
     except pd.errors.EmptyDataError:
         raise empty from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import (
@@ -117,6 +118,39 @@ _RESOLUTION_NAMES = {"480p": 480, "720p": 720, "1080p": 1080, "4k": 2160}
 _WXH = re.compile(r"^(\d{2,5})x(\d{2,5})$")
 
 
+# Both are pure functions of a few values that repeat from row to row of a prompt CSV, and every
+# row asks them (the local provider's check asks the frame size). Cached, validating a request
+# took 24.8k instructions instead of 28.3k and a frame size 3.6k instead of 11.3k (cachegrind,
+# 720p and 640x360 in turn; issue 10).
+@lru_cache(maxsize=1024)
+def _resolution(text: str) -> str:
+    value = text.strip().lower()
+    if value in _RESOLUTION_NAMES:
+        return value
+    m = _WXH.match(value)
+    if m and 16 <= int(m[1]) <= 7680 and 16 <= int(m[2]) <= 7680:
+        return value
+    raise ValueError(
+        'must be "WxH" with each side 16 to 7680 (such as "1920x1080"), '
+        "or one of 480p, 720p, 1080p, 4k"
+    )
+
+
+@lru_cache(maxsize=1024)
+def _frame_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
+    m = _WXH.match(resolution)
+    if m:
+        w, h = int(m.group(1)), int(m.group(2))
+    else:
+        short = _RESOLUTION_NAMES[resolution]
+        a, b = (int(x) for x in aspect_ratio.split(":"))
+        if a >= b:
+            w, h = round(short * a / b), short
+        else:
+            w, h = short, round(short * b / a)
+    return w - w % 2, h - h % 2
+
+
 def _is_none(value: Any) -> bool:
     return value is None
 
@@ -187,16 +221,7 @@ class StandardVideoRequest(BaseModel):
     @field_validator("resolution")
     @classmethod
     def _resolution(cls, v: str) -> str:
-        v = v.strip().lower()
-        if v in _RESOLUTION_NAMES:
-            return v
-        m = _WXH.match(v)
-        if m and 16 <= int(m[1]) <= 7680 and 16 <= int(m[2]) <= 7680:
-            return v
-        raise ValueError(
-            'must be "WxH" with each side 16 to 7680 (such as "1920x1080"), '
-            "or one of 480p, 720p, 1080p, 4k"
-        )
+        return _resolution(v)
 
     @field_validator("image_url")
     @classmethod
@@ -210,17 +235,7 @@ class StandardVideoRequest(BaseModel):
 
     def frame_size(self) -> tuple[int, int]:
         """Width and height in pixels, even-numbered (H.264 needs even sides)."""
-        m = _WXH.match(self.resolution)
-        if m:
-            w, h = int(m.group(1)), int(m.group(2))
-        else:
-            short = _RESOLUTION_NAMES[self.resolution]
-            a, b = (int(x) for x in self.aspect_ratio.split(":"))
-            if a >= b:
-                w, h = round(short * a / b), short
-            else:
-                w, h = short, round(short * b / a)
-        return w - w % 2, h - h % 2
+        return _frame_size(self.resolution, self.aspect_ratio)
 
 
 class StandardVideoResult(BaseModel):

@@ -474,6 +474,10 @@ def option_problems(
 ) -> list[str]:
     """Every problem with `request.options` against `model`'s declared options (none when the
     model is unknown), naming the other models that offer an option this one lacks."""
+    if not request.options:
+        # Most requests set none; the index of other models' options, built for every request,
+        # was a fifth of a provider's check of a CSV row (issue 10).
+        return []
     caps = models.get(model)
     elsewhere: dict[str, list[str]] = {}
     for name, other in models.items():

@@ -164,7 +164,9 @@ class _Organization(BaseModel):
 
 
 def _utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
+    # ASCII text (most prompts) is one unit a character: encoding it to count took 0.5 µs of
+    # the 5 µs Runway's check of a CSV row takes (issue 10); the length test takes 0.1 µs.
+    return len(text) if text.isascii() else len(text.encode("utf-16-le")) // 2
 
 
 class RunwayAdapter(HttpAdapter):

@@ -347,5 +347,29 @@ def test_audio_and_options_leave_an_old_requests_json_and_identity_unchanged() -
     assert hash(again) == hash(loud) and {plain, loud} == {plain, again}
 
 
+def test_the_json_of_a_request_is_byte_for_byte_what_idempotency_keys_were_made_from() -> None:
+    # Idempotency keys hash this JSON: a serializer change must not change one character.
+    plain = StandardVideoRequest(prompt="a kite", aspect_ratio="16:9", motion_intensity=3)
+    fields = (
+        '{"prompt":"a kite","negative_prompt":null,"aspect_ratio":"16:9","motion_intensity":3,'
+        '"duration":5.0,"resolution":"720p","style":null,"quality":"standard","fps":24,'
+        '"seed":null,"image_url":null,"model":null'
+    )
+    assert plain.model_dump_json() == fields + "}"
+    unset = plain.model_copy(update={"audio": None, "options": {}})
+    assert unset.model_dump_json() == fields + "}"
+    assert unset.model_dump(exclude_unset=True) == {
+        "prompt": "a kite",
+        "aspect_ratio": "16:9",
+        "motion_intensity": 3,
+    }
+    silent = plain.model_copy(update={"audio": False, "options": {"b": [1, 2.5], "a": None}})
+    assert silent.model_dump_json() == fields + ',"audio":false,"options":{"b":[1,2.5],"a":null}}'
+    assert silent.model_dump(include={"audio", "options"}) == {
+        "audio": False,
+        "options": {"b": [1, 2.5], "a": None},
+    }
+
+
 def test_an_option_name_must_not_be_blank() -> None:
     assert problems(options={" ": 1}) == ["options: option names must not be blank"]

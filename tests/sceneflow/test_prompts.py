@@ -281,3 +281,35 @@ def test_strict_makes_a_rows_warnings_its_problems_but_for_required_fields(
         "leave the field out or change it, choose a provider or model that takes it, or turn "
         "strict off to send the request without it]"
     ]
+
+
+# -- occurrences ---------------------------------------------------------------------------------
+
+
+def test_a_rows_occurrence_counts_the_earlier_valid_rows_with_its_provider_and_request(
+    tmp_path: Path,
+) -> None:
+    content = (
+        "provider,prompt,aspect_ratio,motion_intensity,duration\n"
+        "p,fox,16:9,3,\n"  # 0
+        "p,fox,16:9,3,\n"  # 1
+        "p,fox,1:1,3,\n"  # another request: 0
+        "p, fox ,16:9,3,5.0\n"  # the same request once read (5.0 is the default): 2
+        "p,fox,16:9,0,\n"  # invalid: not counted
+        "q,fox,16:9,3,\n"  # another provider: 0
+        "p,cat,16:9,3,\n"  # another prompt: 0
+        "p,fox,16:9,3,\n"  # 3
+        "q,fox,16:9,3,\n"  # 1
+        "p,fox,1:1,3,\n"  # 1
+    )
+    batch = parse(write(tmp_path, content))
+    assert [p.row_number for p in batch.problems] == [6]
+    assert [(r.row_number, r.occurrence) for r in batch.rows] == [
+        (2, 0), (3, 1), (4, 0), (5, 2), (7, 0), (8, 0), (9, 3), (10, 1), (11, 1),
+    ]  # fmt: skip
+
+
+def test_many_rows_with_one_prompt_are_counted_by_their_request(tmp_path: Path) -> None:
+    rows = "".join(f"same prompt,16:9,{1 + n % 2}\n" for n in range(20_000))
+    batch = parse(write(tmp_path, "prompt,aspect_ratio,motion_intensity\n" + rows))
+    assert [r.occurrence for r in batch.rows] == [n // 2 for n in range(20_000)]

@@ -309,8 +309,9 @@ def record_attempt(
 
 # The ledger moves a job several times a row, each in its own transaction. Through the ORM a move
 # (a get, a flush of the changed object, a commit) cost about 1.1 ms of the event loop, against
-# 0.1 ms for the same statements in sqlite3 itself (issue 10); statements built once and run on
-# the session's connection, a job read back as a plain model, cost about a third of it.
+# 0.1 ms for the same statements in sqlite3 itself (issue 10). Statements built once and run on
+# the session's connection, a job read back as a plain model: about 0.7 ms (mark_sending, 1,000
+# moves, against 1.1 ms before).
 configure_mappers()  # model_construct below needs the mapped attributes in place
 _JOBS: sa.Table = GenerationJob.__table__  # type: ignore[attr-defined]
 _ATTEMPTS: sa.Table = GenerationAttempt.__table__  # type: ignore[attr-defined]

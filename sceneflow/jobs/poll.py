@@ -179,7 +179,7 @@ async def wait_for_job(
             if changed:
                 # At DEBUG: two lines a row of a 10,000-row batch in the UI's run log were
                 # noise beside its results table, and shipping them to the Prefect API took
-                # about 4% of the flow's event loop (issue 10). The attempt log keeps them.
+                # about 6% of the flow's main thread (issue 10). The attempt log keeps them.
                 logger.debug("job %s: %s %.0f%%", job_id, result.status.value, result.progress)
             last_status, last_write = result.status.value, time.monotonic()
         if result.status == JobStatus.COMPLETED:

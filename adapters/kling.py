@@ -88,7 +88,14 @@ from sceneflow.errors import (
     TransientError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, Credentials, Lookup, ModelCapabilities, OptionSpec
+from sceneflow.providers import (
+    LOOKUP_REACH,
+    Capabilities,
+    Credentials,
+    Lookup,
+    ModelCapabilities,
+    OptionSpec,
+)
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "ENV_KEYS", "MODELS", "KlingAdapter"]
 
@@ -114,7 +121,8 @@ _STATUS = {
 # control of the platform"); these are the words it and its proxies use.
 _MODERATION = ("risk control", "content security", "moderation", "sensitive", "violat")
 _DATA_URL = re.compile(r"^data:image/(png|jpe?g);base64,(.*)$", re.DOTALL)
-_LOOKUP_PAGES, _LOOKUP_PAGE_SIZE = 4, 500  # pageSize may be 1..500
+_LOOKUP_PAGE_SIZE = 500  # pageSize may be 1..500
+_LOOKUP_PAGES = -(-LOOKUP_REACH // _LOOKUP_PAGE_SIZE)
 _NOT_FOUND = ("not found", "not exist")
 
 

@@ -31,7 +31,14 @@ from adapters.base import (
 from adapters.fields import field_table, mapped, native, unsupported
 from sceneflow.errors import ModerationError, RequestValidationError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, Credentials, Lookup, ModelCapabilities, OptionSpec
+from sceneflow.providers import (
+    LOOKUP_REACH,
+    Capabilities,
+    Credentials,
+    Lookup,
+    ModelCapabilities,
+    OptionSpec,
+)
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "ENV_KEY", "LumaAdapter"]
 
@@ -51,7 +58,8 @@ NATIVE_FPS = 24
 # status() raises ModerationError for it.
 MODERATION_REASONS = ("moderation", "blacklisted")
 
-_LOOKUP_PAGES, _LOOKUP_PAGE_SIZE = 5, 100  # how far back a lost submit is looked for
+_LOOKUP_PAGE_SIZE = 100
+_LOOKUP_PAGES = -(-LOOKUP_REACH // _LOOKUP_PAGE_SIZE)  # how far back a lost submit is looked for
 _WXH = re.compile(r"^(\d+)x(\d+)$")
 
 _FIELDS = field_table(

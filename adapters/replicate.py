@@ -52,6 +52,7 @@ from adapters.schemas import (
 from sceneflow.errors import ModerationError, ProviderError, RejectedError, RequestValidationError
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
 from sceneflow.providers import (
+    LOOKUP_REACH,
     Capabilities,
     Credentials,
     FieldMapping,
@@ -81,7 +82,8 @@ _STATUS = {
     "aborted": JobStatus.CANCELLED,  # its Cancel-After deadline passed before it started
 }
 
-_LOOKUP_PAGES = 5  # a lost submit is looked for among at most this many pages of predictions
+# A lost submit is looked for among at most this many pages of predictions (100 a page).
+_LOOKUP_PAGES = LOOKUP_REACH // 100
 
 
 class Spec(BaseModel):

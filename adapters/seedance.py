@@ -86,7 +86,14 @@ from sceneflow.errors import (
     RequestValidationError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, Credentials, Lookup, ModelCapabilities, OptionSpec
+from sceneflow.providers import (
+    LOOKUP_REACH,
+    Capabilities,
+    Credentials,
+    Lookup,
+    ModelCapabilities,
+    OptionSpec,
+)
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "ENV_KEY", "VOLCENGINE_BASE_URL", "SeedanceAdapter"]
 
@@ -103,7 +110,8 @@ SHORT_SIDES = {480: "480p", 720: "720p", 1080: "1080p"}
 # Ark's codes for a content-filter refusal, matched in lower case (error-code page).
 MODERATION_MARKERS = ("sensitivecontentdetected", "riskdetection")
 LIST_WINDOW = timedelta(days=7)  # how far back the task list reaches
-_LOOKUP_PAGES, _LOOKUP_PAGE_SIZE = 5, 100  # page_size may be 1..500
+_LOOKUP_PAGE_SIZE = 500  # page_size may be 1..500
+_LOOKUP_PAGES = -(-LOOKUP_REACH // _LOOKUP_PAGE_SIZE)
 _WXH = re.compile(r"^(\d+)x(\d+)$")
 _JSON = {"Accept": "application/json"}  # what the SDK asks for on every call
 

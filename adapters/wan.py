@@ -65,7 +65,14 @@ from sceneflow.errors import (
     RequestValidationError,
 )
 from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
-from sceneflow.providers import Capabilities, Credentials, Lookup, ModelCapabilities, OptionSpec
+from sceneflow.providers import (
+    LOOKUP_REACH,
+    Capabilities,
+    Credentials,
+    Lookup,
+    ModelCapabilities,
+    OptionSpec,
+)
 
 __all__ = ["DEFAULT_MODEL", "ENV_KEY", "MODELS", "REGIONS", "WanAdapter"]
 
@@ -97,7 +104,8 @@ MODERATION_MARKERS = (
 _WORKSPACE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")  # the SDK's validate_workspace_id
 _LIST_TIME = "%Y%m%d%H%M%S"
 _UTC8 = timezone(timedelta(hours=8))
-_LOOKUP_PAGES, _LOOKUP_PAGE_SIZE = 5, 50  # how far back a lost submit is looked for
+_LOOKUP_PAGE_SIZE = 50
+_LOOKUP_PAGES = -(-LOOKUP_REACH // _LOOKUP_PAGE_SIZE)  # how far back a lost submit is looked for
 
 _STATUS = {
     "PENDING": JobStatus.QUEUED,

@@ -271,6 +271,14 @@ def _string_leaves(value: Any) -> list[str]:
     return []
 
 
+# How many of a provider's newest jobs the lookup of one lost send reads at most. It proves a
+# send never arrived only by reading every job created since a clock skew before it (2 minutes,
+# sceneflow.jobs.submit.CLOCK_SKEW) up to the re-run's question: a batch of 200 jobs in flight
+# creates about 40 a second, so thousands. With 250 to 2,000, a SIGKILLed 10,000-row batch left
+# 28 rows whose sends never arrived UNKNOWN after its re-run (issue 10). Reading costs nothing.
+LOOKUP_REACH = 5_000
+
+
 class Lookup(BaseModel):
     """What a provider answered when asked which jobs a lost submit may have created."""
 

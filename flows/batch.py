@@ -104,53 +104,39 @@ async def generate_batch(
         for pool, size in enumerate(pools):
             for _ in range(size):
                 slots[key].put_nowait(pool)
-    # One transaction for every row: a transaction a row held the event loop for seconds.
-    refs = ledger.prepare_jobs(
-        user_id=user_id,
-        batch_id=batch_id,
-        specs=[
-            ledger.JobSpec(
-                provider=row.provider,
-                request=row.request,
-                row_id=row.row_id,
-                occurrence=row.occurrence,
-                row_number=row.row_number,
-                regenerate=row.row_id in again,
-            )
-            for row in batch.rows
-        ],
-    )
-    if resubmit_unknown:
-        for ref in refs:
-            if ref.status == JobStatus.UNKNOWN:
-                ledger.allow_resubmit(ref.job_id, "sent again: asked for with resubmit_unknown")
     progress = Progress(len(batch.rows) + len(batch.problems))
     await progress.start(batch_id, already_done=len(batch.problems))
-    rows = _Rows(batch.rows, refs, progress, user_id=user_id, batch_id=batch_id)
+    rows = _Rows(
+        batch.rows,
+        progress,
+        user_id=user_id,
+        batch_id=batch_id,
+        regenerate=again,
+        resubmit_unknown=resubmit_unknown,
+    )
 
-    async def run(key: str, group: list[LaneJob]) -> None:
+    async def run(key: str, group: list[PromptRow]) -> None:
         pool = await slots[key].get()
         try:
-            first, last = rows.numbers(group)
-            done = await run_group(
-                group, work[key][pool], label=f"{key} rows {first}-{last}", since=since, hooks=rows
-            )
+            jobs = rows.prepare(group)
+            label = f"{key} rows {group[0].row_number}-{group[-1].row_number}"
+            done = await run_group(jobs, work[key][pool], label=label, since=since, hooks=rows)
         finally:
             slots[key].put_nowait(pool)
-        for job, ref in zip(group, done, strict=True):
+        for job, ref in zip(jobs, done, strict=True):
             await rows.finished(job, ref)  # a cached group never ran its hooks
 
     running = [
         asyncio.ensure_future(run(key, group))
         for key in providers
-        for group in _groups(rows.jobs(key), max_concurrency)
+        for group in _groups([row for row in batch.rows if row.provider == key], max_concurrency)
     ]
     try:
         await asyncio.gather(*running)
     except asyncio.CancelledError:
         # Ctrl-C in the CLI cancels this flow's task. gather has cancelled every group still
         # waiting or running; each settled its job in flight in the ledger.
-        await _interrupted(batch, refs, rows, output_dir, batch_id)
+        await _interrupted(batch, rows, output_dir, batch_id)
         raise
     finally:
         for running_group in running:
@@ -194,41 +180,64 @@ def _client(connections: int, tls: ssl.SSLContext) -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=HttpAdapter.timeout, limits=pool, verify=tls)
 
 
-def _groups(jobs: list[LaneJob], concurrency: int) -> list[list[LaneJob]]:
-    size = lane_size(len(jobs), concurrency)
-    return [jobs[i : i + size] for i in range(0, len(jobs), size)]
+def _groups(rows: list[PromptRow], concurrency: int) -> list[list[PromptRow]]:
+    size = lane_size(len(rows), concurrency)
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
 class _Rows:
-    """The batch's rows and their jobs: which started, and each one's record once it ended
-    (the RowHooks a group calls). Recording a row emits its event and ticks the progress."""
+    """The batch's rows and their jobs: each group's rows are prepared in the ledger when the
+    group starts, which started, and each one's record once it ended (the RowHooks a group
+    calls). Recording a row emits its event and ticks the progress.
+
+    Preparing every row before the first submit held a 100,000-row batch's first submit for
+    about 7 s (issue 10); a group's rows take a few milliseconds, and a row that never started
+    has nothing to resume."""
 
     def __init__(
         self,
         rows: list[PromptRow],
-        refs: list[JobRef],
         progress: Progress,
         *,
         user_id: str,
         batch_id: str,
+        regenerate: set[str],
+        resubmit_unknown: bool,
     ) -> None:
-        self.rows = {ref.job_id: row for row, ref in zip(rows, refs, strict=True)}
-        self.refs = refs
+        self.all = rows
         self.progress = progress
         self.user_id = user_id
         self.batch_id = batch_id
+        self.regenerate = regenerate
+        self.resubmit_unknown = resubmit_unknown
+        self.rows: dict[str, PromptRow] = {}  # by job id, once prepared
+        self.refs: dict[int, JobRef] = {}  # by row number, once prepared
         self.begun: set[str] = set()
         self.ended: dict[str, ResultRecord] = {}
 
-    def jobs(self, provider: str) -> list[LaneJob]:
-        return [
-            LaneJob(**ref.model_dump(), row_id=self.rows[ref.job_id].row_id)
-            for ref in self.refs
-            if ref.provider == provider
-        ]
+    def spec(self, row: PromptRow) -> ledger.JobSpec:
+        return ledger.JobSpec(
+            provider=row.provider,
+            request=row.request,
+            row_id=row.row_id,
+            occurrence=row.occurrence,
+            row_number=row.row_number,
+            regenerate=row.row_id in self.regenerate,
+        )
 
-    def numbers(self, group: list[LaneJob]) -> tuple[int, int]:
-        return self.rows[group[0].job_id].row_number, self.rows[group[-1].job_id].row_number
+    def prepare(self, group: list[PromptRow]) -> list[LaneJob]:
+        """The group's jobs, each row's found or made in the ledger in one transaction."""
+        refs = ledger.prepare_jobs(
+            user_id=self.user_id, batch_id=self.batch_id, specs=[self.spec(r) for r in group]
+        )
+        jobs = []
+        for row, ref in zip(group, refs, strict=True):
+            if self.resubmit_unknown and ref.status == JobStatus.UNKNOWN:
+                ledger.allow_resubmit(ref.job_id, "sent again: asked for with resubmit_unknown")
+            self.rows[ref.job_id] = row
+            self.refs[row.row_number] = ref
+            jobs.append(LaneJob(**ref.model_dump(), row_id=row.row_id))
+        return jobs
 
     async def started(self, job: JobRef) -> None:
         self.begun.add(job.job_id)
@@ -244,30 +253,43 @@ class _Rows:
         await self.progress.tick()
 
     def records(self) -> list[ResultRecord]:
-        return [self.ended[ref.job_id] for ref in self.refs if ref.job_id in self.ended]
+        ended = (self.refs.get(row.row_number) for row in self.all)
+        return [self.ended[ref.job_id] for ref in ended if ref and ref.job_id in self.ended]
 
 
-async def _interrupted(
-    batch: PromptBatch, refs: list[JobRef], rows: _Rows, output_dir: str, batch_id: str
-) -> None:
+async def _interrupted(batch: PromptBatch, rows: _Rows, output_dir: str, batch_id: str) -> None:
     """Record every row of an interrupted batch, from the ledger, in results.csv.
 
     A row that finished keeps its record; one that was in flight keeps its status and job ids
-    (its error says a re-run resumes it); one that never started says so. results.csv is
+    (its error says a re-run resumes it); one that never started says so, and one whose group
+    never started is looked up, since an earlier run may have completed it. results.csv is
     written first, then the artifacts and the gallery, if the API still answers in time."""
     task = asyncio.current_task()
     if task is not None:
         task.uncancel()  # the bookkeeping below must not be cancelled by the same request
+    unprepared = [row for row in batch.rows if row.row_number not in rows.refs]
+    found = ledger.find_jobs(
+        user_id=rows.user_id, batch_id=batch_id, specs=[rows.spec(r) for r in unprepared]
+    )
+    job_ids = {number: ref.job_id for number, ref in rows.refs.items()}
+    job_ids |= {r.row_number: job.job_id for r, job in zip(unprepared, found, strict=True) if job}
+    summaries = {job.job_id: job for job in found if job}
+    summaries |= ledger.summarize_many(
+        [ref.job_id for ref in rows.refs.values() if ref.job_id not in rows.ended]
+    )
+    not_started = "not started: the batch was interrupted; a re-run runs it"
     records = [batches.invalid_record(p) for p in batch.problems]
-    for row, job in zip(batch.rows, refs, strict=True):
-        if job.job_id in rows.ended:
-            records.append(rows.ended[job.job_id])
+    for row in batch.rows:
+        job_id = job_ids.get(row.row_number)
+        if job_id in rows.ended:
+            records.append(rows.ended[job_id])
             continue
-        record = batches.row_record(row, ledger.summarize(job.job_id))
-        if job.job_id not in rows.begun and record.status != JobStatus.COMPLETED:
-            record = record.model_copy(
-                update={"error": "not started: the batch was interrupted; a re-run runs it"}
-            )
+        if job_id is None:
+            records.append(batches.unstarted_record(row, not_started))
+            continue
+        record = batches.row_record(row, summaries[job_id])
+        if job_id not in rows.begun and record.status != JobStatus.COMPLETED:
+            record = record.model_copy(update={"error": not_started})
         records.append(record)
     storage.write_text(f"{output_dir.rstrip('/')}/results.csv", batches.results_csv(records))
     try:

@@ -120,6 +120,20 @@ def invalid_record(problem: RowProblem) -> ResultRecord:
     )
 
 
+def unstarted_record(row: PromptRow, why: str) -> ResultRecord:
+    """The record of a row that has no job yet: it is queued until a run starts it."""
+    return ResultRecord(
+        id=row.row_id,
+        row_number=row.row_number,
+        provider=row.provider,
+        model=row.request.model,
+        prompt=row.request.prompt,
+        status=JobStatus.QUEUED.value,
+        error=why,
+        warnings="; ".join(row.warnings),
+    )
+
+
 def row_record(row: PromptRow, job: JobSummary, done: JobRef | None = None) -> ResultRecord:
     """The row's record; `done` is what this run's download returned (duration, poster)."""
     return ResultRecord(

@@ -6,6 +6,8 @@ emulators over HTTP and one real `prefect server` for the module:
   can be asked complete; the others stay UNKNOWN with a message naming
   `sceneflow jobs resubmit`;
 - random kills of one batch, each followed by a re-run: every row paid once, all complete;
+- a SIGKILL in the middle of a large batch (10,000 rows at 200 at a time in full, 300 in CI)
+  and a re-run: every row completes, each paid once;
 - two runs of the same batch at once with a slow submit, on SQLite and PostgreSQL: every row
   paid once, both runs finish.
 """
@@ -198,6 +200,41 @@ def test_random_kills_each_followed_by_a_rerun_pay_every_row_once(
         counts = drills.paid_per_row(fleet.emulators[provider])
         mine = {r: counts[r] for r, p in ids.items() if p == provider}
         assert mine == dict.fromkeys(mine, 1), f"{provider}: {mine}"
+
+
+def test_a_sigkill_in_the_middle_of_a_large_batch_and_a_rerun_pay_every_row_once(
+    fleet: drills.Fleet, env: dict[str, str], tmp_path: Path
+) -> None:
+    provider = "luma"  # can be asked, so a job in flight at the kill is found, not resent
+    rows = drills.size(300, 10_000)
+    prefix = f"m{uuid.uuid4().hex[:4]}-"
+    ids = drills.row_ids(provider, rows, prefix)
+    source, out, log = tmp_path / "large.csv", tmp_path / "out", tmp_path / "cli.log"
+    source.write_text(drills.csv_text({provider: rows}, prefix))
+    args = _batch_args(source, out, drills.size(20, 200))
+    emu = fleet.emulators[provider]
+    base = emu.submissions
+
+    proc = drills.start_cli(args, env, log)
+    deadline = time.monotonic() + 1200
+    while proc.poll() is None and emu.submissions - base < rows // 2:
+        assert time.monotonic() < deadline, f"half the rows not sent in 1,200 s\n{drills.tail(log)}"
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the batch ended before half was sent\n{drills.tail(log)}"
+    drills.kill_group(proc)
+    assert proc.wait(timeout=30) == -9
+    sent_before = emu.submissions - base
+
+    assert drills.run_cli(args, env, log, timeout=1500) == 0, drills.tail(log)
+    assert f"{rows} of {rows} rows completed" in log.read_text(), drills.tail(log)
+    results = _results(out)
+    assert sorted(results) == sorted(ids)
+    assert all(r["status"] == "COMPLETED" for r in results.values()), drills.tail(log)
+    counts = drills.paid_per_row(emu)
+    assert {r: counts[r] for r in ids} == dict.fromkeys(ids, 1)
+    assert rows // 2 <= sent_before < rows  # the kill fell in the middle
+    for row in results.values():
+        verify_video(row["output_path"])
 
 
 def test_two_runs_of_one_batch_at_once_pay_every_row_once(

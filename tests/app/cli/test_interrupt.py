@@ -141,7 +141,10 @@ def test_first_ctrl_c_records_every_row_and_a_rerun_resumes_without_paying_twice
     assert len(in_flight) >= 1, results[["id", "status", "error"]]
     assert len(completed) + len(in_flight) + len(not_started) == ROWS
     assert set(not_started["status"]) <= {JobStatus.QUEUED}
-    assert all(results["job_id"])  # every row has its job, so a re-run finds it
+    # Every row that started has its job, so a re-run finds it; a row whose group never
+    # started has none yet (its group prepares it).
+    assert all(results[results["error"] == "interrupted; a re-run resumes it"]["job_id"])
+    assert all(completed["job_id"])
     with_ids = in_flight[in_flight["status"] != JobStatus.QUEUED]
     assert all(with_ids["provider_job_id"])  # a job the provider has keeps its id
 
@@ -150,7 +153,7 @@ def test_first_ctrl_c_records_every_row_and_a_rerun_resumes_without_paying_twice
     jobs = _jobs()
     assert len(jobs) == ROWS and all(j.status == JobStatus.COMPLETED for j in jobs)
     # The rows in flight were resumed, not sent again: one job per row at the provider.
-    assert {j.id for j in jobs} == set(results["job_id"])
+    assert set(results["job_id"]) - {""} <= {j.id for j in jobs}
     with session_scope() as session:
         attempts = list(session.exec(select(store.GenerationAttempt)))
     # A send is recorded with the id it got, in one transaction; one cut off before that is

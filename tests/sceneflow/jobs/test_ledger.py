@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlmodel import select
 
 from sceneflow import store
 from sceneflow.db import session_scope
@@ -147,3 +148,26 @@ def test_a_batch_is_prepared_in_bulk_with_the_same_identities_and_rules() -> Non
     ]
     other = ledger.prepare_jobs(user_id="ann", batch_id="b2", specs=specs[:3])
     assert not {r.job_id for r in other} & {r.job_id for r in refs}  # batches never share jobs
+
+
+def test_a_batch_s_rows_are_found_without_preparing_them_and_summarized_in_bulk() -> None:
+    # An interrupted batch reports the rows whose groups never started from what earlier runs
+    # left: found by the same identity prepare_jobs uses, and nothing written.
+    specs = [
+        ledger.JobSpec(provider="runway", request=REQUEST, row_id=f"r{n}", row_number=n + 2)
+        for n in range(1100)
+    ]
+    refs = ledger.prepare_jobs(user_id="ann", batch_id="b1", specs=specs[:600])
+    with session_scope() as session:
+        store.update_job(session=session, job_id=refs[5].job_id, status="COMPLETED")
+    found = ledger.find_jobs(user_id="ann", batch_id="b1", specs=specs)
+    assert [f.job_id if f else None for f in found[:600]] == [r.job_id for r in refs]
+    assert found[600:] == [None] * 500
+    assert found[5] is not None and found[5].status is JobStatus.COMPLETED
+    assert ledger.find_jobs(user_id="ann", batch_id="b2", specs=specs[:3]) == [None] * 3
+    with session_scope() as session:
+        assert len(list(session.exec(select(store.GenerationJob)))) == 600
+
+    summaries = ledger.summarize_many([r.job_id for r in refs])
+    assert set(summaries) == {r.job_id for r in refs}  # more than one IN (...) chunk
+    assert summaries[refs[5].job_id] == ledger.summarize(refs[5].job_id)

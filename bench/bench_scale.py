@@ -377,10 +377,11 @@ class Stack:
             time.sleep(0.5)
 
     def run_sharded(
-        self, csv_path: str, out: Path, shards: int, concurrency: int, held: list[Worker]
+        self, csv_path: str, out: Path, shards: int, concurrency: int, workers: list[Worker]
     ) -> str:
-        """`prefect deployment run` of sharded-batch; the `held` workers are let go once another
-        has claimed the parent run."""
+        """`prefect deployment run` of sharded-batch; every worker but the first is held until
+        the first has claimed the parent run."""
+        held = workers[1:]
         for worker in held:
             worker.hold()
         try:
@@ -394,7 +395,14 @@ class Stack:
             if not found:
                 raise RuntimeError(f"`prefect deployment run` printed no flow run id:\n{done}")
             parent = found.group(1)
+            deadline = time.monotonic() + 120
             while held and self._state(self.flow_run(parent)) == "SCHEDULED":
+                workers[0].check()
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{workers[0].name} did not claim the sharded-batch run within 120 s\n"
+                        f"{_tail(workers[0].log)}"
+                    )
                 time.sleep(0.2)
         finally:
             for worker in held:
@@ -502,7 +510,7 @@ def measure(stack: Stack, phase: Phase, rows: int, first: int) -> dict[str, Any]
         postgres = _tree_cpu(stack.postmaster)
         sampler.start()
         started = time.time()
-        parent_id = stack.run_sharded(csv_path, out, phase.shards, phase.concurrency, workers[1:])
+        parent_id = stack.run_sharded(csv_path, out, phase.shards, phase.concurrency, workers)
         parent = stack.wait(parent_id, workers, default_budget(config))
         waited = time.time() - started
         # The flow-run processes outlive their runs' final states by a few seconds (Prefect's
@@ -616,6 +624,8 @@ def _problems(result: dict[str, Any], rows: int, phase: Phase) -> list[str]:
 
 
 def run(rows: int) -> dict[str, Any]:
+    from sceneflow.db import dispose_engines
+
     result: dict[str, Any] = {
         "module": "bench_scale",
         **machine(),
@@ -629,8 +639,6 @@ def run(rows: int) -> dict[str, Any]:
         "worker_query_seconds": WORKER_QUERY_SECONDS,
         "phases": {},
     }
-    from sceneflow.db import dispose_engines
-
     variable, admin_url = _admin_url()
     try:
         with contextlib.ExitStack() as scope:
@@ -682,7 +690,7 @@ def _warm_up(stack: Stack) -> None:
     csv_path = _write_csv(stack.root / "warmup.csv", 2)
     workers = stack.start_workers("warmup", (3,))
     try:
-        parent = stack.run_sharded(csv_path, stack.root / "warmup", 2, 1, [])
+        parent = stack.run_sharded(csv_path, stack.root / "warmup", 2, 1, workers)
         run = stack.wait(parent, workers, 600)
         if run is None or Stack._state(run) != "COMPLETED":
             state = "still running after 600 s" if run is None else Stack._state(run)

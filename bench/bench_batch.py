@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -146,6 +146,15 @@ def _stat(pid: int) -> list[str] | None:
         return None
 
 
+def _peak_rss_kib(pid: int) -> int:
+    """A live process's peak resident set (VmHWM); 0 once it is gone."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
 class ProcessTree:
     """Another process and its descendants at the time this is made (Linux /proc): CPU (user +
     system, its reaped children included) and peak RSS (the sum of each one's VmHWM)."""
@@ -170,13 +179,7 @@ class ProcessTree:
         return total / TICK
 
     def peak_rss_mb(self) -> float:
-        kib = 0
-        for pid in self.pids:
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        kib += int(line.split()[1])
-        return kib / 1024
+        return sum(_peak_rss_kib(pid) for pid in self.pids) / 1024
 
     def wait_idle(self, cap: float, quiet: float = 2.0, below: float = 0.05) -> float:
         """Wait until the tree has used less than `below` of a core for `quiet` seconds (or
@@ -223,8 +226,9 @@ def _kind(method: str, path: str) -> str | None:
 
 class CountingApp:
     """ASGI wrapper of the Runway emulator's app, in the emulator's process: counts every
-    provider request by kind and every reply that is not 2xx or 3xx, and times each job from its
-    submit to its download (the emulator's own clock). The emulator itself is unchanged:
+    provider request by kind and every reply that is not 2xx or 3xx, times each job from its
+    submit to its download (the emulator's own clock), and keeps the most jobs ever in flight
+    at once (accepted, not yet downloaded). The emulator itself is unchanged:
     `/_bench/counts` reads the counts, `POST /_bench/reset` zeroes them and forgets the jobs of
     the warm-up (the emulator's submit scans every job it holds)."""
 
@@ -237,6 +241,8 @@ class CountingApp:
         self.errors: Counter[str] = Counter()
         self.job_seconds: list[float] = []
         self.first_submit_at: float | None = None
+        self.in_flight = self.peak_in_flight = 0
+        self.downloaded: set[str] = set()
         with self.emulator.lock:
             self.emulator.jobs.clear()
         self._trim()
@@ -260,6 +266,7 @@ class CountingApp:
                 "errors": dict(self.errors),
                 "job_seconds": self.job_seconds,
                 "first_submit_at": self.first_submit_at,
+                "peak_in_flight": self.peak_in_flight,
             }
             await JSONResponse(body)(scope, receive, send)
             return
@@ -275,15 +282,23 @@ class CountingApp:
         if kind == "submit" and self.first_submit_at is None:
             self.first_submit_at = time.time()
         if kind == "download":
-            job = self.emulator.jobs.get(path.rsplit("/", 1)[1].removesuffix(".mp4"))
+            job_id = path.rsplit("/", 1)[1].removesuffix(".mp4")
+            job = self.emulator.jobs.get(job_id)
             if job is not None:
                 self.job_seconds.append(time.monotonic() - job.created)
+            if job_id not in self.downloaded:
+                self.downloaded.add(job_id)
+                self.in_flight -= 1
         if len(self.emulator.recorded) > 1000:
             self._trim()
 
         async def counted(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start" and message["status"] >= 400:
-                self.errors[f"{kind} {message['status']}"] += 1
+            if message["type"] == "http.response.start":
+                if message["status"] >= 400:
+                    self.errors[f"{kind} {message['status']}"] += 1
+                elif kind == "submit":
+                    self.in_flight += 1
+                    self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             await send(message)
 
         await self.emulator.app(scope, receive, counted)
@@ -353,11 +368,10 @@ def _emulator(latency: float) -> Iterator[Emulator]:
             child.wait()
 
 
-@contextlib.contextmanager
-def _polling(poll: float | None) -> Iterator[None]:
-    if poll is None:
-        yield
-        return
+def _poll_every(poll: float) -> Callable[[], None]:
+    """Make `RunwayAdapter` poll every `poll` seconds with no back-off in this process; returns
+    what undoes it. bench_scale's flow runs, each a process of its own, call it at their start
+    (bench/flow_run_hook)."""
     from adapters.runway import RunwayAdapter
 
     original = RunwayAdapter.capabilities
@@ -366,10 +380,23 @@ def _polling(poll: float | None) -> Iterator[None]:
         return original(self).model_copy(update={"poll_interval": poll, "max_poll_interval": poll})
 
     RunwayAdapter.capabilities = capabilities  # type: ignore[method-assign]
+
+    def undo() -> None:
+        RunwayAdapter.capabilities = original  # type: ignore[method-assign]
+
+    return undo
+
+
+@contextlib.contextmanager
+def _polling(poll: float | None) -> Iterator[None]:
+    if poll is None:
+        yield
+        return
+    undo = _poll_every(poll)
     try:
         yield
     finally:
-        RunwayAdapter.capabilities = original  # type: ignore[method-assign]
+        undo()
 
 
 def _prompt(i: int) -> str:
@@ -607,8 +634,9 @@ class PrefectApiCalls:
         }
 
 
-def _write_csv(path: Path, rows: int) -> str:
-    lines = [f"r{i:05d},{_prompt(i)},16:9,5,5,720p,{i}\n" for i in range(rows)]
+def _write_csv(path: Path, rows: int, first: int = 0) -> str:
+    """`rows` rows numbered from `first`: ids, prompts and seeds no other numbering shares."""
+    lines = [f"r{i:05d},{_prompt(i)},16:9,5,5,720p,{i}\n" for i in range(first, first + rows)]
     path.write_text(CSV_HEAD + "".join(lines))
     return str(path)
 
@@ -654,8 +682,11 @@ def _why_not_completed(results_csv: Path, most: int = 5) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def _environment(tmp: Path, emulator_url: str, server: str | None) -> Iterator[None]:
-    """Everything the flow reads from the environment, set for this run and restored after."""
+def _environment(
+    tmp: Path, emulator_url: str, server: str | None, database_url: str | None = None
+) -> Iterator[None]:
+    """Everything the flow reads from the environment, set for this run and restored after;
+    SceneFlow's database is a SQLite file in SCENEFLOW_HOME unless `database_url` is given."""
     values = {
         "SCENEFLOW_HOME": str(tmp / "sceneflow"),
         "ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
@@ -668,7 +699,7 @@ def _environment(tmp: Path, emulator_url: str, server: str | None) -> Iterator[N
         # Run logs still reach the API at INFO, as in production; the terminal gets warnings only.
         "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
         "PREFECT_API_URL": server,
-        "DATABASE_URL": None,
+        "DATABASE_URL": database_url,
     }
     previous = {key: os.environ.get(key) for key in values}
 
@@ -808,10 +839,11 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 
 @contextlib.contextmanager
-def prefect_server(root: Path) -> Iterator[PrefectServer]:
+def prefect_server(root: Path, settings: dict[str, str] | None = None) -> Iterator[PrefectServer]:
     """`prefect server start` on a free 127.0.0.1 port with its own PREFECT_HOME and SQLite
     database under `root`, no UI; stopped (its whole process group) on the way out, error or
-    not."""
+    not. `settings` are Prefect settings over those (another PREFECT_API_DATABASE_CONNECTION_URL,
+    say)."""
     from tests.support.emulators._base import free_port
 
     port = free_port()
@@ -824,6 +856,7 @@ def prefect_server(root: Path) -> Iterator[PrefectServer]:
         DO_NOT_TRACK="1",
         PREFECT_UI_ENABLED="false",
     )
+    env.update(settings or {})
     log = root / "server.log"
     command = [
         sys.executable,

@@ -1,5 +1,6 @@
 """bench/RESULTS.md from the benchmarks' JSON (bench/results.json): the machine, one table per
-batch configuration, and issue 10's targets, each met or missed with the measured figure.
+batch configuration, the scale-out phases, and issue 10's targets, each met or missed with the
+measured figure.
 
 `python -m bench` merges each run into bench/results.json (a configuration measured again
 replaces its old entry; the others keep theirs, each with its own date, load and commit) and
@@ -202,6 +203,143 @@ def batch_tables(
     return "\n".join(out)
 
 
+# --------------------------------------------------------------------------- scale-out
+
+SCALE_PHASES = {
+    "one_worker": "one worker: shards=1, max_concurrency=100",
+    "two_workers": "two workers: shards=2, max_concurrency=50 each",
+}
+
+
+def _flow_runs(phase: dict[str, Any], key: str, digits: int = 0) -> str:
+    """Each flow run of a phase (parent, shard-000, ...) with its `key`."""
+    runs = phase.get("flow_runs") or []
+    return ", ".join(f"{r['role']}: {_n(r.get(key), digits)}" for r in runs) or "–"
+
+
+def scale_table(s: dict[str, Any]) -> str:
+    """The two phases of bench_scale side by side, with two workers' figures over one's."""
+    keys = [k for k in SCALE_PHASES if k in s.get("phases", {})]
+    phases = [s["phases"][k] for k in keys]
+    ratios = s.get("ratios", {})
+
+    def row(label: str, key: str, digits: int = 2, ratio: bool = False) -> list[str]:
+        return (
+            [label]
+            + [_n(p.get(key), digits) for p in phases]
+            + [_n(ratios.get(key)) if ratio else ""]
+        )
+
+    header = ["", *(SCALE_PHASES[k] for k in keys), "two / one"]
+    rows = [
+        row("wall time, s: `prefect deployment run` to the parent run's final state",
+            "wall_seconds", 1, ratio=True),
+        row("**wall / limit**", "vs_limit"),
+        row("rows a second", "rows_per_second", ratio=True),
+        row("rows a second a worker", "rows_per_second_per_worker"),
+        row("**CPU ms a row: workers and server**", "cpu_ms_per_row", 1, ratio=True),
+        row("CPU ms a row: workers, their flow-run processes included", "worker_cpu_ms_per_row",
+            1, ratio=True),
+        row("… of which the worker processes themselves", "worker_process_cpu_ms_per_row", 1),
+        row("CPU ms a row: Prefect server", "server_cpu_ms_per_row", 1, ratio=True),
+        row("rows a second one core sustains: a worker and its flow runs",
+            "rows_per_worker_core_second", 1),
+        row("rows a second one core sustains: the Prefect server",
+            "rows_per_server_core_second", 1),
+        ["CPU s of each flow-run process (sampled every 0.5 s)"]
+        + [_flow_runs(p, "cpu_seconds", 1) for p in phases] + [""],
+        ["peak RSS MB: each flow-run process"]
+        + [_flow_runs(p, "peak_rss_mb") for p in phases] + [""],
+        row("peak RSS MB: Prefect server", "server_peak_rss_mb", 0),
+        ["which worker ran which flow run"] + [_flow_runs(p, "worker") for p in phases] + [""],
+        row("jobs in flight at most, at the emulator", "peak_in_flight"),
+        row("provider requests a job / minimum (3)", "requests_per_job_vs_minimum"),
+        ["job time at the provider / L: median / p95 / max"]
+        + [_spread(p.get("job_time_vs_latency")) for p in phases] + [""],
+        ["paid submissions / rows"]
+        + [f"{_n(p.get('paid_submissions'))} / {_n(s.get('rows'))}" for p in phases] + [""],
+        ["failed rows (not COMPLETED)"]
+        + [
+            _n(p.get("failed_rows"))
+            + (f" ({_counts(p['not_completed'])})" if p.get("not_completed") else "")
+            for p in phases
+        ]
+        + [""],
+        row("first submit after `prefect deployment run`, s", "first_submit_seconds", 1),
+        row("flow-run processes still running after the parent ended, s",
+            "flow_runs_exited_seconds", 1),
+        row("server still busy after the flow runs exited, s",
+            "server_busy_after_flow_seconds", 1),
+        row("PostgreSQL CPU ms a row (the whole server, not counted above)",
+            "postgres_cpu_ms_per_row", 1),
+        row("emulator CPU ms a row (not counted above)", "emulator_cpu_ms_per_row", 1),
+    ]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    notes = []
+    for key, phase in zip(keys, phases, strict=True):
+        name = SCALE_PHASES[key].split(":")[0]
+        if phase.get("error"):
+            notes.append(f"- {name}: {phase['error']}")
+        if phase.get("provider_errors"):
+            notes.append(f"- {name}: the emulator answered {_counts(phase['provider_errors'])}")
+        for error, count in phase.get("not_completed_errors", {}).items():
+            notes.append(f"- {name}, {count} row(s) not completed: {error}")
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def _capped_by(s: dict[str, Any]) -> str:
+    """What held the jobs in flight, from the limits on the server and the emulator's peak."""
+    peaks = [
+        f"{_n(s['phases'][k].get('peak_in_flight'))} ({SCALE_PHASES[k].split(':')[0]})"
+        for k in SCALE_PHASES
+        if k in s.get("phases", {})
+    ]
+    limits = s.get("concurrency_limits")
+    if limits is None:
+        where = "The server's concurrency limits were not read."
+    elif limits.get("provider:runway"):
+        where = (
+            "The server had a concurrency limit on `provider:runway`, the tag of the batch's "
+            f"task runs, which counts jobs in flight across workers: "
+            f"{', '.join(limits['provider:runway'])}."
+        )
+    else:
+        where = (
+            "The server had no concurrency limit on `provider:runway`, the tag of the batch's "
+            "task runs: such a limit would count jobs in flight across workers, but only once "
+            "one is created (`prefect concurrency-limit create provider:runway C`), so each "
+            "shard's own max_concurrency capped them."
+        )
+        if limits.get("other"):
+            where += f" Its other limits hold other work: {', '.join(limits['other'])}."
+    return f"{where} Jobs in flight at the emulator, at most: {', '.join(peaks) or '–'}."
+
+
+def scale_section(s: dict[str, Any]) -> str:
+    rows, poll = s.get("rows"), s.get("poll_seconds")
+    out = [
+        f"N={_n(rows)} rows a phase, each a job the Runway emulator finishes L="
+        f"{_n(s.get('latency_seconds'), 0)} s after its submit (polled every {_n(poll, 0)} s), "
+        f"C={_n(s.get('concurrency'))} in flight in all: limit ceil(N/C)·L = "
+        f"{_n(s.get('limit_seconds'), 0)} s. The `sharded-batch` deployment of prefect.yaml "
+        f"runs on process workers and a `prefect server` on {s.get('database', 'PostgreSQL')} "
+        "(SceneFlow's job table in another database of the same server): first on one fresh "
+        "worker, then on two, with new row ids each time. CPU is user + system time of each "
+        "worker's process tree, its flow-run processes included (exited ones too), and of the "
+        "server's, from `prefect deployment run` until the flow runs exited and the server "
+        f"went quiet. Workers look for runs every {_n(s.get('worker_query_seconds'))} s.",
+        "",
+        _where(s),
+        "",
+    ]
+    out += [s["stopped"], ""] if s.get("stopped") else []
+    out += [f"The run failed: {s['error']}", ""] if s.get("error") else []
+    if s.get("phases"):
+        out += [_capped_by(s), "", scale_table(s), ""]
+    return "\n".join(out)
+
+
 # --------------------------------------------------------------------------- the targets
 
 
@@ -296,6 +434,7 @@ def targets(results: dict[str, Any]) -> list[str]:
         )
     else:
         lines.append(f"- {_verdict(None)}: 10,000 job rows prepared in ≤ 1 s (bench_prepare).")
+    lines.append(_scale_target(results.get("bench_scale")))
     what = "the first submit of a 100,000-row batch within 10 s of the flow starting"
     if not flows("first"):
         absent("first", what)
@@ -326,6 +465,37 @@ def targets(results: dict[str, Any]) -> list[str]:
             f"{_spread(spread)} (median / p95 / max)."
         )
     return lines
+
+
+def _scale_target(s: dict[str, Any] | None) -> str:
+    what = (
+        "sharded-batch on two process workers and a PostgreSQL `prefect server` runs 2,000 "
+        "rows at the same cost a row (CPU a row, workers and server, within 10% of one "
+        "worker's), every row COMPLETED with exactly one paid submission"
+    )
+    if not s or set(s.get("phases", {})) != set(SCALE_PHASES):
+        return f"- {_verdict(None)}: {what} (bench_scale)."
+    phases, rows, ratio = s["phases"], s["rows"], s["ratios"].get("cpu_ms_per_row")
+    exact = {
+        k: p.get("completed") == rows and p.get("paid_submissions") == rows
+        for k, p in phases.items()
+    }
+    ok: bool | None = ratio is not None and abs(ratio - 1) <= 0.10 and all(exact.values())
+    at = ""
+    if rows < 2_000:
+        ok, at = None, f"; measured at N={rows:,} only"
+    one, two = phases["one_worker"], phases["two_workers"]
+    return (
+        f"- {_verdict(ok)}: {what} (bench_scale, N={rows:,}): "
+        f"{_n(two.get('cpu_ms_per_row'), 1)} against {_n(one.get('cpu_ms_per_row'), 1)} ms a "
+        f"row, {_n(ratio)}×; rows COMPLETED and paid submissions: "
+        + ", ".join(
+            f"{_n(p.get('completed'))} and {_n(p.get('paid_submissions'))} "
+            f"({SCALE_PHASES[k].split(':')[0]})"
+            for k, p in phases.items()
+        )
+        + f"{at}."
+    )
 
 
 # --------------------------------------------------------------------------- the page
@@ -366,6 +536,13 @@ def render(results: dict[str, Any]) -> str:
             f"{prepare['one_a_row_s']} s ({prepare['one_a_row_vs_bulk']}× the bulk); load "
             f"{_n(prepare.get('load'))}.",
             "",
+        ]
+    scale = results.get("bench_scale")
+    if scale:
+        out += [
+            "## Scale-out: sharded-batch on process workers and PostgreSQL (bench_scale)",
+            "",
+            scale_section(scale),
         ]
     render_json = results.get("bench_local_render")
     if render_json:

@@ -272,11 +272,12 @@ def _string_leaves(value: Any) -> list[str]:
 
 
 # How many of a provider's newest jobs the lookup of one lost send reads at most. It proves a
-# send never arrived only by reading every job created since a clock skew before it (2 minutes,
-# sceneflow.jobs.submit.CLOCK_SKEW) up to the re-run's question: a batch of 200 jobs in flight
-# creates about 40 a second, so thousands. With 250 to 2,000, a SIGKILLed 10,000-row batch left
-# 28 rows whose sends never arrived UNKNOWN after its re-run (issue 10). Reading costs nothing.
-LOOKUP_REACH = 5_000
+# send never arrived only by reading every job created from a clock skew before it (2 minutes,
+# sceneflow.jobs.submit.CLOCK_SKEW) to the moment it asks, the re-run's own new jobs included:
+# a batch of 200 jobs in flight creates about 40 a second. In the drill of a SIGKILL in the
+# middle of a 10,000-row batch (issue 10), reading 250 to 2,000 left 28 rows whose sends never
+# arrived UNKNOWN after the re-run, and 5,000 left 5. Reading costs nothing but requests.
+LOOKUP_REACH = 20_000
 
 
 class Lookup(BaseModel):

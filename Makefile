@@ -29,10 +29,10 @@ test: $(VENV)/.installed-dev  ## Run the test suite (PostgreSQL variants need SC
 drills: $(VENV)/.installed-dev  ## Fault, crash and concurrency drills at full size (minutes)
 	SCENEFLOW_DRILLS=full $(BIN)/pytest -q tests/drills
 
-bench: $(VENV)/.installed-dev  ## Speed benchmarks, as ratios against in-run baselines; writes bench/RESULTS.md (an hour or more)
+bench: $(VENV)/.installed-dev  ## Speed benchmarks, as ratios against in-run baselines; writes bench/RESULTS.md (about 90 minutes; bench_scale needs PostgreSQL, see bench/README.md)
 	$(BIN)/python -m bench
 
-bench-quick: $(VENV)/.installed-dev  ## The same, with the batch benchmark at N=1,000 only (about 15 minutes)
+bench-quick: $(VENV)/.installed-dev  ## The same, with the batch benchmark at N=1,000 only and bench_scale at 200 rows (about 25 minutes)
 	$(BIN)/python -m bench --quick
 
 serve: $(VENV)/.installed  ## Local Prefect server + UI + deployments + a worker (Ctrl-C stops)

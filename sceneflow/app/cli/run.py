@@ -402,7 +402,8 @@ def batch(
                         bar.update(
                             task,
                             description="Submitting…" if sending else waiting,
-                            total=sum(counts.values()),
+                            # Not the ledger's count: a group's rows enter it when it starts.
+                            total=len(checked.rows),
                             completed=sum(counts.get(s, 0) for s in TERMINAL_STATUSES),
                         )
 
@@ -423,7 +424,7 @@ def batch(
                     )
                 )
     except _Interrupted:
-        _report_interrupt(batch_id, output)
+        _report_interrupt(batch_id, output, len(checked.rows))
         raise typer.Exit(INTERRUPTED) from None
     except KeyboardInterrupt:  # before the flow started or after it ended
         console.print("[yellow]Interrupted.[/] The same command resumes the batch.")
@@ -445,14 +446,15 @@ def batch(
         raise typer.Exit(1)
 
 
-def _report_interrupt(batch_id: str, output: str) -> None:
-    """What the interrupted flow kept, from the ledger, and where its results.csv is."""
+def _report_interrupt(batch_id: str, output: str, rows: int) -> None:
+    """What the interrupted flow kept of its `rows` valid rows, from the ledger, and where its
+    results.csv is."""
     with session_scope() as session:
-        jobs = store.jobs_for_batch(session=session, batch_id=batch_id)
-    completed = sum(j.status == JobStatus.COMPLETED for j in jobs)
-    kept = sum(j.status in IN_FLIGHT for j in jobs)
+        counts = store.batch_status_counts(session=session, batch_id=batch_id)
+    completed = counts.get(JobStatus.COMPLETED, 0)
+    kept = sum(counts.get(s, 0) for s in IN_FLIGHT)
     console.print(
-        f"[yellow]Interrupted:[/] {completed} of {len(jobs)} rows completed, {kept} in flight "
+        f"[yellow]Interrupted:[/] {completed} of {rows} rows completed, {kept} in flight "
         "kept. The same command resumes the batch; no completed or sent row is paid again."
     )
     results = f"{output.rstrip('/')}/results.csv"

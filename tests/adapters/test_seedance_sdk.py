@@ -198,7 +198,7 @@ async def test_get_list_and_delete_match_the_sdk(emu, sdk, adapter):
     assert wire(emu.recorded[-1]) == wire(emu.recorded[-2])
 
     model = "seedance-1-0-pro-250528"
-    await sdk.content_generation.tasks.list(page_num=1, page_size=100, model=model)
+    await sdk.content_generation.tasks.list(page_num=1, page_size=500, model=model)
     await adapter.find_submitted(req(seed=7), CREDS, since=datetime.now(UTC) - timedelta(hours=1))
     lists = [r for r in emu.recorded if r["method"] == "GET" and r["path"].endswith("/tasks")]
     assert wire(lists[-1]) == wire(lists[-2])

@@ -77,33 +77,26 @@ async def generate_batch(
         except SceneFlowError as e:
             logger.error("%s rows cannot run: %s", key, e)
             credentials[key] = e
-    pools = _pools(max_concurrency)
-    tls = httpx.create_ssl_context()  # the CA bundle, loaded once for every pool, not per pool
-    clients = {key: [_client(size, tls) for size in pools] for key in providers}
+    tls = httpx.create_ssl_context()  # the CA bundle, loaded once for every client, not per client
     since = utcnow()
-    work: dict[str, list[LaneWork]] = {}
+    # A group in flight holds one of its provider's C lanes: an adapter, its client of its own.
+    clients: list[httpx.AsyncClient] = []
+    free: dict[str, asyncio.Queue[LaneWork]] = {}
     for key in providers:
-        adapters = [get_adapter(key, client=client) for client in clients[key]]
-        deadlines = deadlines_for(key, adapters[0].capabilities(), deadline_seconds)
-        warned: set[str] = set()
-        work[key] = [
-            LaneWork(
-                adapter=adapter,
+        deadlines = deadlines_for(key, get_adapter(key).capabilities(), deadline_seconds)
+        warned: set[str] = set()  # the warnings said once for all of the provider's rows
+        free[key] = asyncio.Queue()
+        for _ in range(max_concurrency):
+            clients.append(client := _client(tls))
+            lane = LaneWork(
+                adapter=get_adapter(key, client=client),
                 credentials=credentials[key],
                 user_id=user_id,
                 output_dir=output_dir,
                 deadlines=deadlines,
                 warned=warned,
             )
-            for adapter in adapters
-        ]
-    # A lane in use holds one of its provider's C slots, each naming the pool it sends through.
-    slots: dict[str, asyncio.Queue[int]] = {}
-    for key in providers:
-        slots[key] = asyncio.Queue()
-        for pool, size in enumerate(pools):
-            for _ in range(size):
-                slots[key].put_nowait(pool)
+            free[key].put_nowait(lane)
     progress = Progress(len(batch.rows) + len(batch.problems))
     await progress.start(batch_id, already_done=len(batch.problems))
     rows = _Rows(
@@ -116,13 +109,13 @@ async def generate_batch(
     )
 
     async def run(key: str, group: list[PromptRow]) -> None:
-        pool = await slots[key].get()
+        lane = await free[key].get()
         try:
             jobs = rows.prepare(group)
             label = f"{key} rows {group[0].row_number}-{group[-1].row_number}"
-            done = await run_group(jobs, work[key][pool], label=label, since=since, hooks=rows)
+            done = await run_group(jobs, lane, label=label, since=since, hooks=rows)
         finally:
-            slots[key].put_nowait(pool)
+            free[key].put_nowait(lane)
         for job, ref in zip(jobs, done, strict=True):
             await rows.finished(job, ref)  # a cached group never ran its hooks
 
@@ -141,9 +134,8 @@ async def generate_batch(
     finally:
         for running_group in running:
             running_group.cancel()  # a group that failed must not leave its siblings running
-        for pooled in clients.values():
-            for client in pooled:
-                await client.aclose()
+        for client in clients:
+            await client.aclose()
     await progress.tick(final=True)
     records = [batches.invalid_record(p) for p in batch.problems] + rows.records()
     summary = await write_results(records, output_dir, batch_id)
@@ -159,25 +151,17 @@ async def generate_batch(
     return summary
 
 
-# httpcore looks at every connection of a pool on each request, so one pool of C connections
-# costs O(C) a request: at C=50 that scan was about a seventh of the flow's CPU (issue 10). A
-# provider's C lanes share ceil(C / POOL_SIZE) pools instead, none larger than POOL_SIZE.
-POOL_SIZE = 8
-
-
-def _pools(concurrency: int) -> list[int]:
-    """The connections of each pool, together `concurrency`, as even as they divide."""
-    count = -(-concurrency // POOL_SIZE)
-    return [concurrency // count + (i < concurrency % count) for i in range(count)]
-
-
-def _client(connections: int, tls: ssl.SSLContext) -> httpx.AsyncClient:
-    pool = httpx.Limits(
-        max_connections=connections,
-        max_keepalive_connections=connections,
+# A lane runs one request at a time, so it has a client of its own with one connection: httpcore
+# looks at every idle connection of a pool (a getpeername and a poll each) on every request, so
+# a pool shared by lanes costs O(its size) a request. Pools of 8 still spent about a tenth of the
+# flow's CPU there at C=50 (issue 10).
+def _client(tls: ssl.SSLContext) -> httpx.AsyncClient:
+    one = httpx.Limits(
+        max_connections=1,
+        max_keepalive_connections=1,
         keepalive_expiry=HttpAdapter.keepalive_expiry,
     )
-    return httpx.AsyncClient(timeout=HttpAdapter.timeout, limits=pool, verify=tls)
+    return httpx.AsyncClient(timeout=HttpAdapter.timeout, limits=one, verify=tls)
 
 
 def _groups(rows: list[PromptRow], concurrency: int) -> list[list[PromptRow]]:

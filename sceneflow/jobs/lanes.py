@@ -31,15 +31,19 @@ __all__ = ["LaneJob", "LaneResult", "LaneWork", "RowHooks", "lane_size", "run_jo
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
-# A group small enough that C lanes stay busy to the end of the batch (about four groups a lane),
-# large enough that a 10,000-row batch is hundreds of task runs, not tens of thousands.
-GROUPS_PER_LANE = 4
+# A task run costs the same whatever it carries, and under load far more than its few events: on
+# the ephemeral API each wave of group starts waited seconds for Prefect's tag-concurrency check
+# (issue 10; docs/architecture.md, "Task runs"). So a lane runs as few groups as it can: one,
+# until groups would pass MAX_GROUP jobs; then every lane runs the same number of them.
 MAX_GROUP = 50
 
 
 def lane_size(rows: int, concurrency: int) -> int:
-    """Jobs per group for `rows` jobs of one provider run `concurrency` at a time."""
-    return max(1, min(MAX_GROUP, rows // (GROUPS_PER_LANE * max(concurrency, 1))))
+    """Jobs per group for `rows` jobs of one provider run `concurrency` at a time: the fewest
+    equal rounds of `concurrency` groups, none larger than MAX_GROUP."""
+    lanes = max(concurrency, 1)
+    rounds = max(1, -(-rows // (lanes * MAX_GROUP)))
+    return max(1, -(-rows // (lanes * rounds)))
 
 
 class RowHooks(Protocol):

@@ -79,10 +79,12 @@ def _status(job: LaneJob) -> JobStatus:
     return ledger.summarize(job.job_id).status
 
 
-def test_lane_size_keeps_every_lane_busy_and_task_runs_few() -> None:
+def test_lane_size_gives_each_lane_as_few_equal_groups_as_it_can() -> None:
     assert lane_size(10, 50) == 1  # fewer rows than lanes: a task run each
-    assert lane_size(1_000, 50) == 5
-    assert lane_size(10_000, 200) == 12
+    assert lane_size(1_000, 50) == 20  # one group a lane
+    assert lane_size(1_010, 50) == 21  # 49 groups: no lane runs two while others idle
+    assert lane_size(10_000, 200) == lanes.MAX_GROUP
+    assert lane_size(12_000, 200) == 30  # two rounds of 200 groups, not 240 of 50
     assert lane_size(1_000_000, 10) == lanes.MAX_GROUP
 
 

@@ -111,10 +111,12 @@ async def generate_batch(
     async def run(key: str, group: list[PromptRow]) -> None:
         lane = await free[key].get()
         try:
+            await rows.admit(key, group[0].row_number)
             jobs = rows.prepare(group)
             label = f"{key} rows {group[0].row_number}-{group[-1].row_number}"
             done = await run_group(jobs, lane, label=label, since=since, hooks=rows)
         finally:
+            rows.begin(group[0].row_number)
             free[key].put_nowait(lane)
         for job, ref in zip(jobs, done, strict=True):
             await rows.finished(job, ref)  # a cached group never ran its hooks
@@ -169,6 +171,13 @@ def _groups(rows: list[PromptRow], concurrency: int) -> list[list[PromptRow]]:
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
+# Groups at once between taking their lane and their first job's start. Starting a group (its
+# rows into the ledger, its Prefect task run) is work on the one event loop; when all C lanes
+# started at once, the first submit of a 100,000-row batch at C=200 waited for most of the 200
+# start-ups (issue 10). Admitted a few at a time, the first group sends while the rest start.
+STARTING = 8
+
+
 class _Rows:
     """The batch's rows and their jobs: each group's rows are prepared in the ledger when the
     group starts, which started, and each one's record once it ended (the RowHooks a group
@@ -198,6 +207,11 @@ class _Rows:
         self.refs: dict[int, JobRef] = {}  # by row number, once prepared
         self.begun: set[str] = set()
         self.ended: dict[str, ResultRecord] = {}
+        # Each provider's own: one provider's groups waiting for its Prefect tag limit must not
+        # hold up another's.
+        self.starting: dict[str, asyncio.Semaphore] = {}
+        self.admitted: dict[int, str] = {}  # groups starting, by their first row's number
+        self.group_of: dict[str, int] = {}  # each prepared job's group, by its first row's number
 
     def spec(self, row: PromptRow) -> ledger.JobSpec:
         return ledger.JobSpec(
@@ -220,11 +234,23 @@ class _Rows:
                 ledger.allow_resubmit(ref.job_id, "sent again: asked for with resubmit_unknown")
             self.rows[ref.job_id] = row
             self.refs[row.row_number] = ref
+            self.group_of[ref.job_id] = group[0].row_number
             jobs.append(LaneJob(**ref.model_dump(), row_id=row.row_id))
         return jobs
 
+    async def admit(self, provider: str, group: int) -> None:
+        """Wait until fewer than STARTING of the provider's groups are starting; `group` starts."""
+        await self.starting.setdefault(provider, asyncio.Semaphore(STARTING)).acquire()
+        self.admitted[group] = provider
+
+    def begin(self, group: int) -> None:
+        """The group's start is over: its first job started, or it ended without one."""
+        if (provider := self.admitted.pop(group, None)) is not None:
+            self.starting[provider].release()
+
     async def started(self, job: JobRef) -> None:
         self.begun.add(job.job_id)
+        self.begin(self.group_of[job.job_id])
 
     async def finished(self, job: JobRef, done: JobRef | None) -> None:
         if job.job_id in self.ended:

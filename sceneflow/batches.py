@@ -120,35 +120,33 @@ def invalid_record(problem: RowProblem) -> ResultRecord:
     )
 
 
+def _row_fields(row: PromptRow) -> dict[str, Any]:
+    """What a row's record says of the row itself, whatever became of its job."""
+    return {
+        "id": row.row_id,
+        "row_number": row.row_number,
+        "provider": row.provider,
+        "model": row.request.model,
+        "prompt": row.request.prompt,
+        "warnings": "; ".join(row.warnings),
+    }
+
+
 def unstarted_record(row: PromptRow, why: str) -> ResultRecord:
     """The record of a row that has no job yet: it is queued until a run starts it."""
-    return ResultRecord(
-        id=row.row_id,
-        row_number=row.row_number,
-        provider=row.provider,
-        model=row.request.model,
-        prompt=row.request.prompt,
-        status=JobStatus.QUEUED.value,
-        error=why,
-        warnings="; ".join(row.warnings),
-    )
+    return ResultRecord(**_row_fields(row), status=JobStatus.QUEUED.value, error=why)
 
 
 def row_record(row: PromptRow, job: JobSummary, done: JobRef | None = None) -> ResultRecord:
     """The row's record; `done` is what this run's download returned (duration, poster)."""
     return ResultRecord(
-        id=row.row_id,
-        row_number=row.row_number,
-        provider=row.provider,
-        model=row.request.model,
-        prompt=row.request.prompt,
+        **_row_fields(row),
         status=job.status.value,
         provider_job_id=job.provider_job_id,
         output_path=job.output_path,
         poster=done.poster if done else None,
         duration=done.duration if done else None,
         error=job.error,
-        warnings="; ".join(row.warnings),
         attempts=job.attempts,
         cost=job.cost,
         submitted_at=job.submitted_at,

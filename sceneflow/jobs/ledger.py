@@ -33,7 +33,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -359,13 +359,16 @@ def _keys(user_id: str, batch_id: str, specs: list[JobSpec]) -> tuple[list[str],
     return requests, keys
 
 
+def _jobs_in(session: Session, column: Any, values: list[str]) -> Iterator[GenerationJob]:
+    """The jobs whose `column` is one of `values`, a query per _IN_CHUNK of them."""
+    for start in range(0, len(values), _IN_CHUNK):
+        chunk = values[start : start + _IN_CHUNK]
+        yield from session.exec(select(GenerationJob).where(col(column).in_(chunk)))
+
+
 def _jobs_by_key(session: Session, keys: list[str]) -> dict[str, GenerationJob]:
-    found: dict[str, GenerationJob] = {}
-    for start in range(0, len(keys), _IN_CHUNK):
-        chunk = keys[start : start + _IN_CHUNK]
-        query = select(GenerationJob).where(col(GenerationJob.idempotency_key).in_(chunk))
-        found |= {job.idempotency_key: job for job in session.exec(query)}
-    return found
+    jobs = _jobs_in(session, GenerationJob.idempotency_key, keys)
+    return {job.idempotency_key: job for job in jobs}
 
 
 def find_jobs(*, user_id: str, batch_id: str, specs: list[JobSpec]) -> list[JobSummary | None]:
@@ -876,13 +879,8 @@ def summarize(job_id: str) -> JobSummary:
 def summarize_many(job_ids: list[str]) -> dict[str, JobSummary]:
     """`summarize` for many jobs, a query per 500 of them: an interrupted 100,000-row batch
     summarized its rows one transaction each for over a minute (issue 10)."""
-    summaries: dict[str, JobSummary] = {}
     with session_scope() as session:
-        for start in range(0, len(job_ids), _IN_CHUNK):
-            chunk = job_ids[start : start + _IN_CHUNK]
-            query = select(GenerationJob).where(col(GenerationJob.id).in_(chunk))
-            summaries |= {job.id: _summary(job) for job in session.exec(query)}
-    return summaries
+        return {job.id: _summary(job) for job in _jobs_in(session, GenerationJob.id, job_ids)}
 
 
 def _summary(job: GenerationJob) -> JobSummary:

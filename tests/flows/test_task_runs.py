@@ -128,4 +128,6 @@ async def test_each_lane_has_its_own_client_and_together_they_never_exceed_the_c
     assert summary.completed == 120
     assert len(counting.peak) == concurrency  # an adapter a lane
     assert set(counting.peak.values()) == {1}  # one job at a time on each
-    assert counting.total_peak == concurrency
+    # Never more than C in flight; lanes start a few at a time (flows/batch.STARTING) and run
+    # out of step, so the peak need not be every lane at once, but it is most of them.
+    assert concurrency // 2 < counting.total_peak <= concurrency

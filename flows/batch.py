@@ -235,7 +235,13 @@ class _Rows:
             self.rows[ref.job_id] = row
             self.refs[row.row_number] = ref
             self.group_of[ref.job_id] = group[0].row_number
-            jobs.append(LaneJob(**ref.model_dump(), row_id=row.row_id))
+            jobs.append(
+                LaneJob(
+                    **ref.model_dump(),
+                    row_id=row.row_id,
+                    expected_duration=row.request.duration,
+                )
+            )
         return jobs
 
     async def admit(self, provider: str, group: int) -> None:
@@ -257,7 +263,11 @@ class _Rows:
             return
         row = self.rows[job.job_id]
         summary = finish_job(
-            job.job_id, user_id=self.user_id, batch_id=self.batch_id, row_id=row.row_id
+            job.job_id,
+            user_id=self.user_id,
+            batch_id=self.batch_id,
+            row_id=row.row_id,
+            summary=done.summary if done else None,
         )
         self.ended[job.job_id] = batches.row_record(row, summary, done)
         await self.progress.tick()

@@ -42,10 +42,16 @@ def emit_job_event(
 
 
 def finish_job(
-    job_id: str, *, user_id: str, batch_id: str | None = None, row_id: str | None = None
+    job_id: str,
+    *,
+    user_id: str,
+    batch_id: str | None = None,
+    row_id: str | None = None,
+    summary: JobSummary | None = None,
 ) -> JobSummary:
-    """Announce a job's final state; returns its summary (no secrets)."""
-    summary = ledger.summarize(job_id)
+    """Announce a job's final state; returns its summary (no secrets). `summary`: the row as
+    the job's last move wrote it, when the caller has it; else it is read."""
+    summary = summary or ledger.summarize(job_id)
     emit_job_event(summary, user_id=user_id, batch_id=batch_id, row_id=row_id)
     return summary
 

@@ -55,11 +55,28 @@ async def download_job(
     output_dir: str,
     row_id: str | None = None,
     owner: str | None = None,
+    expected_duration: float | None = None,
     logger: Logger = log,
 ) -> JobRef:
     """Fetch the finished video, verify it in place, then mark the job COMPLETED. A job whose
     video is already saved is answered from the row. Either way `owner`'s claim on the job is
-    released (with the completion, in its transaction)."""
+    released (with the completion, in its transaction).
+
+    `expected_duration` (the request's, when the caller knows it) and a `result` fresh from
+    the provider spare reading the row: a job the provider was just polled done for is
+    GENERATED, never already saved (a transaction a row; issue 10)."""
+    if expected_duration is not None and not result.output_path:
+        return await _fetch(
+            adapter,
+            job_id,
+            result,
+            credentials,
+            expected_duration,
+            output_dir,
+            row_id,
+            owner,
+            logger,
+        )
     with session_scope() as session:
         job = load_job(session, job_id)
     if job.status == JobStatus.COMPLETED and job.output_path and storage.exists(job.output_path):
@@ -75,6 +92,22 @@ async def download_job(
             ref.poster = beside if storage.exists(beside) else None
         return ref
     request = StandardVideoRequest.model_validate_json(job.request_json)
+    return await _fetch(
+        adapter, job_id, result, credentials, request.duration, output_dir, row_id, owner, logger
+    )
+
+
+async def _fetch(
+    adapter: VideoAdapter,
+    job_id: str,
+    result: StandardVideoResult,
+    credentials: Credentials,
+    expected_duration: float,
+    output_dir: str,
+    row_id: str | None,
+    owner: str | None,
+    logger: Logger,
+) -> JobRef:
     name = output_name(job_id, row_id)
     local = storage.staging_path(output_dir, name)
     fetched = time.time()
@@ -89,7 +122,7 @@ async def download_job(
             # Checking and the poster run beside the event loop: libav works without the GIL,
             # so they take the second core instead of stalling every other job's polls.
             return await asyncio.to_thread(
-                verify_video, local, expected_duration=request.duration, tolerance=0.5
+                verify_video, local, expected_duration=expected_duration, tolerance=0.5
             )
         except InvalidVideoError as e:
             # The provider finished and was paid: a bad file must never make a re-run pay

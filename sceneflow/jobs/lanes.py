@@ -71,9 +71,11 @@ class LaneWork:
 
 
 class LaneJob(JobRef):
-    """A prepared job and the CSV row id its video is named after."""
+    """A prepared job, the CSV row id its video is named after and, where the caller knows
+    it, the duration its request asked for (which the download checks the video against)."""
 
     row_id: str | None = None
+    expected_duration: float | None = None
 
 
 @dataclass
@@ -122,6 +124,7 @@ async def run_job(job: LaneJob, work: LaneWork, *, logger: Logger) -> JobRef:
             output_dir=work.output_dir,
             row_id=job.row_id,
             owner=work.owner,
+            expected_duration=job.expected_duration,
             logger=logger,
         )
         released = True  # by the completion itself, in its transaction

@@ -39,7 +39,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import bindparam, insert, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -143,6 +143,10 @@ class JobRef(BaseModel):
     output_path: str | None = None
     poster: str | None = None
     duration: float | None = None
+    # The row as the move that made this ref wrote it, where that move had it at hand, so the
+    # caller that reports the job need not read it back (a transaction a row; issue 10). Left
+    # out of the ref's JSON.
+    summary: JobSummary | None = Field(None, exclude=True, repr=False)
 
 
 class JobSummary(BaseModel):
@@ -162,6 +166,9 @@ class JobSummary(BaseModel):
     request: dict[str, Any]
     submitted_at: datetime | None
     finished_at: datetime | None
+
+
+JobRef.model_rebuild()  # its `summary` names JobSummary, defined after it
 
 
 def idempotency_key(
@@ -685,7 +692,9 @@ def complete_job(
         )
         if fetched is not None:
             _attempt_ok(session, job_id, "download", fetched)
-        return job_ref(job)
+        ref = job_ref(job)
+        ref.summary = _summary(job)
+        return ref
 
 
 def end_job(job_id: str, status: JobStatus, error: BaseException | str, user_id: str) -> None:

@@ -150,6 +150,10 @@ async def wait_for_job(
         raise GenerationFailedError(f"job {job_id} was never submitted", provider=provider)
     last_status: str | None = None
     last_write = 0.0
+    if sent is not None and sent.provider_job_id and sent.status != JobStatus.COMPLETED:
+        # The send just wrote the job's status: a first poll that only says it again (the
+        # provider's queue) is not worth a transaction a row (issue 10).
+        last_status, last_write = sent.status.value, time.monotonic()
     renewed = claimed_at or 0.0
     running_since: float | None = None
     failing: SceneFlowError | None = None

@@ -7,10 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 from sqlmodel import col, select
 
 from sceneflow import store
-from sceneflow.db import session_scope
+from sceneflow.db import get_engine, session_scope
 from sceneflow.errors import AmbiguousSubmitError, CredentialsError, TransientError
 from sceneflow.jobs import lanes, ledger, poll, submit
 from sceneflow.jobs.lanes import LaneJob, LaneWork, lane_size, run_lane
@@ -339,3 +340,31 @@ async def test_a_download_still_unusable_when_retries_are_spent_is_download_fail
     assert "returned an unusable file" in (summary.error or "")
     assert "a re-run fetches it again" in (summary.error or "")
     assert not list(tmp_path.glob("*.mp4"))  # no unusable file is left as the row's video
+
+
+async def test_a_job_costs_the_ledger_one_transaction_a_move_and_no_read_back(
+    tmp_path: Path,
+) -> None:
+    """On SQLite every transaction takes the database's write lock and held the batch's one
+    event loop about 0.3 ms (issue 10): a job is claimed, marked sending, accepted, moved per
+    status it reports and completed, and nothing it just wrote is read back."""
+    ScriptedAdapter.reset()
+    (job,) = _jobs(1)
+    job = job.model_copy(update={"expected_duration": 5.0})
+    begun: list[str] = []
+    engine = get_engine()
+
+    def count(conn: object) -> None:
+        begun.append("begin")
+
+    event.listen(engine, "begin", count)
+    try:
+        result = await run_lane([job], _work(ScriptedAdapter(), tmp_path), retry_left=True)
+    finally:
+        event.remove(engine, "begin", count)
+    (done,) = result.done
+    assert done is not None and done.summary is not None
+    assert done.summary.status == JobStatus.COMPLETED and done.summary.cost == 5
+    assert done.summary.output_path == done.output_path
+    # claim, sending, accepted, PROCESSING, GENERATED, COMPLETED
+    assert len(begun) == 6

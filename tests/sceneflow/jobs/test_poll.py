@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import col, select
 
 from sceneflow import store
 from sceneflow.db import session_scope
@@ -174,3 +175,42 @@ async def test_a_burst_of_status_errors_never_abandons_a_running_job(
     result = await wait(Bursty([P, P, C]), job_id, clock, queued=100, running=300)
     assert result.status == C
     assert status_of(job_id)[0] == "GENERATED"
+
+
+def _status_attempts(job_id: str) -> list[str]:
+    with session_scope() as session:
+        return list(
+            session.exec(
+                select(store.GenerationAttempt.detail)
+                .where(store.GenerationAttempt.job_id == job_id)
+                .where(store.GenerationAttempt.operation == "status")
+                .order_by(col(store.GenerationAttempt.id))
+            ).all()
+        )
+
+
+async def test_a_poll_that_only_repeats_what_the_send_recorded_writes_nothing(
+    clock: Clock, job_id: str
+) -> None:
+    sent = ledger.job_ref(store_job(job_id))
+    assert sent.status == Q and sent.provider_job_id
+    adapter = Scripted([Q, Q, P, C])
+    deadlines = Deadlines(started_at=clock.now, queued=100, running=100)
+    result = await wait_for_job(
+        adapter,  # type: ignore[arg-type]
+        job_id,
+        CREDS,
+        user_id="ann",
+        deadlines=deadlines,
+        sent=sent,
+        sleep=clock.sleep,
+    )
+    assert result.status == C and adapter.polls == 4
+    # The queue the send left it in is not news; every change after it is logged.
+    assert _status_attempts(job_id) == ["PROCESSING 0%", "COMPLETED 0%"]
+    assert status_of(job_id)[0] == JobStatus.GENERATED
+
+
+def store_job(job_id: str) -> Any:
+    with session_scope() as session:
+        return store.get_job(session=session, job_id=job_id)

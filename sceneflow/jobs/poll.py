@@ -40,7 +40,14 @@ from sceneflow.models import JobStatus, StandardVideoResult
 from sceneflow.providers import Capabilities, Credentials, VideoAdapter
 from sceneflow.settings import get_settings
 
-__all__ = ["PATIENCE_SECONDS", "Deadlines", "deadlines_for", "patiently", "wait_for_job"]
+__all__ = [
+    "PATIENCE_SECONDS",
+    "Deadlines",
+    "deadlines_for",
+    "patiently",
+    "time_left",
+    "wait_for_job",
+]
 
 PROGRESS_WRITE_SECONDS = 5.0
 # How long a call that costs nothing (a lookup, a download) is asked again in place while it
@@ -119,7 +126,10 @@ async def wait_for_job(
     """Poll until the job ends or a deadline passes: the queue's while the provider reports it
     QUEUED, then the running one from when it is first seen running (and never later than both
     together from the start). At a deadline, cancel it and mark it TIMED_OUT. Intervals start
-    at the provider's guidance and back off.
+    at the provider's guidance and back off; while the provider reports progress, the next
+    poll is aimed at when that progress says the job ends (`time_left`), never sooner than the
+    guidance's interval nor later than its longest. A job just sent is first polled after one
+    interval.
 
     A failed status check costs nothing, so transient errors and rate limits are retried here
     until the deadline, however many come in a row; other errors end the wait at once. While it
@@ -154,7 +164,13 @@ async def wait_for_job(
         # The send just wrote the job's status: a first poll that only says it again (the
         # provider's queue) is not worth a transaction a row (issue 10).
         last_status, last_write = sent.status.value, time.monotonic()
+        if sent.status == JobStatus.QUEUED:
+            # Nothing a provider makes is done the moment it is accepted: the first poll waits
+            # its interval instead of spending a request on the queue (issue 10: at Runway's
+            # guidance a 10-second job took a submit, three polls and a download).
+            await sleep(interval)
     renewed = claimed_at or 0.0
+    queued_seen = deadlines.started_at  # the last time the job was known to be queued
     running_since: float | None = None
     failing: SceneFlowError | None = None
     while True:
@@ -197,7 +213,9 @@ async def wait_for_job(
             end_job(job_id, result.status, error, user_id)
             raise error
         now = time.time()
-        if result.status != JobStatus.QUEUED and running_since is None:
+        if result.status == JobStatus.QUEUED:
+            queued_seen = now
+        elif running_since is None:
             running_since = now
         if running_since is None:
             limit_at = deadlines.started_at + deadlines.queued
@@ -211,10 +229,27 @@ async def wait_for_job(
                 why += f"; its status could not be read at the end ({failing})"
             return await _time_out(adapter, job_id, pid, credentials, user_id, why, logger)
         pause = interval
+        if failing is None and running_since is not None:
+            left = time_left(result.progress, now, started=(queued_seen + running_since) / 2)
+            if left is not None:
+                pause = min(max(left, caps.poll_interval), caps.max_poll_interval)
         if isinstance(failing, RateLimitedError) and failing.retry_after:
             pause = max(pause, failing.retry_after)
         await sleep(min(pause, max(limit_at - now, 0.05)))
         interval = min(interval * 1.5, caps.max_poll_interval)
+
+
+# A poll that lands a moment before the job ends costs a request and then a whole interval, so
+# the estimate is aimed a little past the end.
+OVERSHOOT = 1.1
+
+
+def time_left(progress: float, now: float, *, started: float) -> float | None:
+    """Seconds until a job `progress` percent done is done, at the pace it ran since `started`
+    (aimed OVERSHOOT past it); None when its progress tells nothing (0, or already 100)."""
+    if not 0 < progress < 100 or now <= started:
+        return None
+    return (now - started) * (100 - progress) / progress * OVERSHOOT
 
 
 async def _time_out(

@@ -81,8 +81,12 @@ def _state(pid: int) -> str:
 
 
 # Not GENERATED: a local video is saved within milliseconds of that, so a signal sent then could
-# find both lanes between rows (recording the one just done), with none in flight.
-IN_FLIGHT = {JobStatus.SUBMITTING, JobStatus.PROCESSING}
+# find both lanes between rows (recording the one just done), with none in flight. QUEUED with a
+# provider id is a job accepted and waiting for its first poll.
+def _in_flight(job: store.GenerationJob) -> bool:
+    return job.status in (JobStatus.SUBMITTING, JobStatus.PROCESSING) or bool(
+        job.status == JobStatus.QUEUED and job.provider_job_id
+    )
 
 
 def _wait_for_a_completed_row(batch: subprocess.Popen[bytes], home: Path, log: Path) -> int:
@@ -92,8 +96,8 @@ def _wait_for_a_completed_row(batch: subprocess.Popen[bytes], home: Path, log: P
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and batch.poll() is None:
         if (home / "sceneflow.db").exists():
-            statuses = {j.status for j in _jobs()}
-            if JobStatus.COMPLETED in statuses and statuses & IN_FLIGHT:
+            jobs = _jobs()
+            if any(j.status == JobStatus.COMPLETED for j in jobs) and any(map(_in_flight, jobs)):
                 break
         time.sleep(0.05)
     assert batch.poll() is None, log.read_text()

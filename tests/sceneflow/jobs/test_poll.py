@@ -214,3 +214,58 @@ async def test_a_poll_that_only_repeats_what_the_send_recorded_writes_nothing(
 def store_job(job_id: str) -> Any:
     with session_scope() as session:
         return store.get_job(session=session, job_id=job_id)
+
+
+def test_time_left_follows_the_pace_the_progress_shows() -> None:
+    # A quarter done 2 s after it started: 6 s to go, aimed a little past the end.
+    assert poll.time_left(25, 102.0, started=100.0) == pytest.approx(6 * poll.OVERSHOOT)
+    assert poll.time_left(0, 102.0, started=100.0) is None  # no pace to go by
+    assert poll.time_left(100, 102.0, started=100.0) is None
+    assert poll.time_left(50, 100.0, started=100.0) is None
+
+
+class Linear(Scripted):
+    """A job accepted at `clock.now` that runs from 0 to 100% over `seconds`, reporting its
+    progress, and records when it was polled."""
+
+    def __init__(self, clock: Clock, seconds: float, interval: float) -> None:
+        super().__init__([P])
+        self.clock, self.start, self.seconds, self.interval = clock, clock.now, seconds, interval
+        self.polled_at: list[float] = []
+
+    def capabilities(self) -> Capabilities:
+        return (
+            super()
+            .capabilities()
+            .model_copy(update={"poll_interval": self.interval, "max_poll_interval": 30})
+        )
+
+    async def status(self, job_id: str, credentials: Credentials) -> StandardVideoResult:
+        elapsed = self.clock.now - self.start
+        self.polled_at.append(elapsed)
+        if elapsed >= self.seconds:
+            return StandardVideoResult(status=C, provider_job_id=job_id, progress=100)
+        progress = 100 * elapsed / self.seconds
+        return StandardVideoResult(status=P, provider_job_id=job_id, progress=progress)
+
+
+async def test_polls_aim_at_the_end_the_progress_predicts(clock: Clock, job_id: str) -> None:
+    sent = ledger.job_ref(store_job(job_id))
+    adapter = Linear(clock, seconds=20, interval=1)
+    deadlines = Deadlines(started_at=clock.now, queued=100, running=100)
+    result = await wait_for_job(
+        adapter,  # type: ignore[arg-type]
+        job_id,
+        CREDS,
+        user_id="ann",
+        deadlines=deadlines,
+        sent=sent,
+        sleep=clock.sleep,
+    )
+    assert result.status == C
+    # A just-accepted job is first asked after one interval, not at once.
+    assert adapter.polled_at[0] == pytest.approx(1)
+    # Backing off from 1 s would have asked six times (1, 2.5, 4.75, 8.1, 13.2, 20.8 s);
+    # the pace its progress shows brings it to three, and the end is seen soon after it came.
+    assert len(adapter.polled_at) == 3
+    assert 20 <= adapter.polled_at[-1] <= 20 * 1.1

@@ -246,7 +246,9 @@ class _Rows:
 
     async def admit(self, provider: str, group: int) -> None:
         """Wait until fewer than STARTING of the provider's groups are starting; `group` starts."""
-        await self.starting.setdefault(provider, asyncio.Semaphore(STARTING)).acquire()
+        if provider not in self.starting:
+            self.starting[provider] = asyncio.Semaphore(STARTING)
+        await self.starting[provider].acquire()
         self.admitted[group] = provider
 
     def begin(self, group: int) -> None:

@@ -3,6 +3,7 @@ Prefect itself fails costs only its own rows, each with the reason, never the ba
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 import adapters
-from flows import steps
+from flows import batch, steps
 from flows.batch import generate_batch
 from sceneflow.jobs.lanes import lane_size
+from tasks.batch import Progress
 from tests.support import fakes
 from tests.support.fakes import ScriptedAdapter
 
@@ -131,3 +133,23 @@ async def test_each_lane_has_its_own_client_and_together_they_never_exceed_the_c
     # Never more than C in flight; lanes start a few at a time (flows/batch.STARTING) and run
     # out of step, so the peak need not be every lane at once, but it is most of them.
     assert concurrency // 2 < counting.total_peak <= concurrency
+
+
+async def test_one_providers_groups_waiting_to_start_never_hold_up_anothers() -> None:
+    """At most STARTING of a provider's groups start at once (its rows into the ledger, its task
+    run), so the first submit of a large batch is not behind all C start-ups; the window is the
+    provider's own, so another provider's groups start meanwhile."""
+    rows = batch._Rows(
+        [], Progress(1), user_id="u", batch_id="b", regenerate=set(), resubmit_unknown=False
+    )
+    for group in range(batch.STARTING):
+        await rows.admit("runway", group)
+    blocked = asyncio.ensure_future(rows.admit("runway", batch.STARTING))
+    await asyncio.sleep(0.05)
+    assert not blocked.done()  # the window is full for runway...
+    # ...not for luma (groups are named by their first row's number, unique in a CSV)
+    await asyncio.wait_for(rows.admit("luma", 100), 1)
+    rows.begin(0)  # runway's first group sent its first job: the next one starts
+    await asyncio.wait_for(blocked, 1)
+    rows.begin(0)  # said twice (its first job, then its end): released once
+    assert rows.starting["runway"].locked()

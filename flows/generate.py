@@ -57,7 +57,7 @@ async def generate_video(
     )
     try:
         (job,) = await run_group(
-            [LaneJob(**prepared.model_dump())],
+            [LaneJob(**prepared.model_dump(), expected_duration=request.duration)],
             work,
             label=provider_key,
             since=since,

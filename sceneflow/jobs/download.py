@@ -65,49 +65,26 @@ async def download_job(
     `expected_duration` (the request's, when the caller knows it) and a `result` fresh from
     the provider spare reading the row: a job the provider was just polled done for is
     GENERATED, never already saved (a transaction a row; issue 10)."""
-    if expected_duration is not None and not result.output_path:
-        return await _fetch(
-            adapter,
-            job_id,
-            result,
-            credentials,
-            expected_duration,
-            output_dir,
-            row_id,
-            owner,
-            logger,
-        )
-    with session_scope() as session:
-        job = load_job(session, job_id)
-    if job.status == JobStatus.COMPLETED and job.output_path and storage.exists(job.output_path):
-        if owner is not None:
-            release(job_id, owner)
-        ref = job_ref(job)
-        if not storage.is_remote(job.output_path):
-            video = Path(job.output_path)
-            ref.duration = probe_video(video).duration
-            ref.poster = _poster(video, logger, job_id)
-        else:
-            beside = job.output_path.removesuffix(".mp4") + ".jpg"
-            ref.poster = beside if storage.exists(beside) else None
-        return ref
-    request = StandardVideoRequest.model_validate_json(job.request_json)
-    return await _fetch(
-        adapter, job_id, result, credentials, request.duration, output_dir, row_id, owner, logger
-    )
-
-
-async def _fetch(
-    adapter: VideoAdapter,
-    job_id: str,
-    result: StandardVideoResult,
-    credentials: Credentials,
-    expected_duration: float,
-    output_dir: str,
-    row_id: str | None,
-    owner: str | None,
-    logger: Logger,
-) -> JobRef:
+    if expected_duration is None or result.output_path:
+        with session_scope() as session:
+            job = load_job(session, job_id)
+        if (
+            job.status == JobStatus.COMPLETED
+            and job.output_path
+            and storage.exists(job.output_path)
+        ):
+            if owner is not None:
+                release(job_id, owner)
+            ref = job_ref(job)
+            if not storage.is_remote(job.output_path):
+                video = Path(job.output_path)
+                ref.duration = probe_video(video).duration
+                ref.poster = _poster(video, logger, job_id)
+            else:
+                beside = job.output_path.removesuffix(".mp4") + ".jpg"
+                ref.poster = beside if storage.exists(beside) else None
+            return ref
+        expected_duration = StandardVideoRequest.model_validate_json(job.request_json).duration
     name = output_name(job_id, row_id)
     local = storage.staging_path(output_dir, name)
     fetched = time.time()

@@ -346,7 +346,7 @@ async def test_a_job_costs_the_ledger_one_transaction_a_move_and_no_read_back(
     tmp_path: Path,
 ) -> None:
     """On SQLite every transaction takes the database's write lock and held the batch's one
-    event loop about 0.3 ms (issue 10): a job is claimed, marked sending, accepted, moved per
+    event loop about 0.7 ms (issue 10): a job is claimed, marked sending, accepted, moved per
     status it reports and completed, and nothing it just wrote is read back."""
     ScriptedAdapter.reset()
     (job,) = _jobs(1)

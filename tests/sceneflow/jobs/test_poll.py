@@ -83,7 +83,14 @@ def job_id(sceneflow_env: Path) -> str:
     return ref.job_id
 
 
-async def wait(adapter: Scripted, job_id: str, clock: Clock, queued: float, running: float) -> Any:
+async def wait(
+    adapter: Scripted,
+    job_id: str,
+    clock: Clock,
+    queued: float,
+    running: float,
+    sent: ledger.JobRef | None = None,
+) -> Any:
     deadlines = Deadlines(started_at=clock.now, queued=queued, running=running)
     return await wait_for_job(
         adapter,  # type: ignore[arg-type]
@@ -91,8 +98,15 @@ async def wait(adapter: Scripted, job_id: str, clock: Clock, queued: float, runn
         CREDS,
         user_id="ann",
         deadlines=deadlines,
+        sent=sent,
         sleep=clock.sleep,
     )
+
+
+def sent_ref(job_id: str) -> ledger.JobRef:
+    """The job as its send left it: accepted, with its provider id."""
+    with session_scope() as session:
+        return ledger.job_ref(ledger.load_job(session, job_id))
 
 
 def status_of(job_id: str) -> tuple[str, str | None]:
@@ -192,28 +206,14 @@ def _status_attempts(job_id: str) -> list[str]:
 async def test_a_poll_that_only_repeats_what_the_send_recorded_writes_nothing(
     clock: Clock, job_id: str
 ) -> None:
-    sent = ledger.job_ref(store_job(job_id))
+    sent = sent_ref(job_id)
     assert sent.status == Q and sent.provider_job_id
     adapter = Scripted([Q, Q, P, C])
-    deadlines = Deadlines(started_at=clock.now, queued=100, running=100)
-    result = await wait_for_job(
-        adapter,  # type: ignore[arg-type]
-        job_id,
-        CREDS,
-        user_id="ann",
-        deadlines=deadlines,
-        sent=sent,
-        sleep=clock.sleep,
-    )
+    result = await wait(adapter, job_id, clock, queued=100, running=100, sent=sent)
     assert result.status == C and adapter.polls == 4
     # The queue the send left it in is not news; every change after it is logged.
     assert _status_attempts(job_id) == ["PROCESSING 0%", "COMPLETED 0%"]
     assert status_of(job_id)[0] == JobStatus.GENERATED
-
-
-def store_job(job_id: str) -> Any:
-    with session_scope() as session:
-        return store.get_job(session=session, job_id=job_id)
 
 
 def test_time_left_follows_the_pace_the_progress_shows() -> None:
@@ -228,9 +228,12 @@ class Linear(Scripted):
     """A job accepted at `clock.now` that runs from 0 to 100% over `seconds`, reporting its
     progress, and records when it was polled."""
 
-    def __init__(self, clock: Clock, seconds: float, interval: float) -> None:
+    def __init__(
+        self, clock: Clock, seconds: float, interval: float, *, reports_progress: bool = True
+    ) -> None:
         super().__init__([P])
         self.clock, self.start, self.seconds, self.interval = clock, clock.now, seconds, interval
+        self.reports_progress = reports_progress
         self.polled_at: list[float] = []
 
     def capabilities(self) -> Capabilities:
@@ -245,27 +248,24 @@ class Linear(Scripted):
         self.polled_at.append(elapsed)
         if elapsed >= self.seconds:
             return StandardVideoResult(status=C, provider_job_id=job_id, progress=100)
-        progress = 100 * elapsed / self.seconds
+        progress = 100 * elapsed / self.seconds if self.reports_progress else 0
         return StandardVideoResult(status=P, provider_job_id=job_id, progress=progress)
 
 
 async def test_polls_aim_at_the_end_the_progress_predicts(clock: Clock, job_id: str) -> None:
-    sent = ledger.job_ref(store_job(job_id))
     adapter = Linear(clock, seconds=20, interval=1)
-    deadlines = Deadlines(started_at=clock.now, queued=100, running=100)
-    result = await wait_for_job(
-        adapter,  # type: ignore[arg-type]
-        job_id,
-        CREDS,
-        user_id="ann",
-        deadlines=deadlines,
-        sent=sent,
-        sleep=clock.sleep,
-    )
+    result = await wait(adapter, job_id, clock, queued=100, running=100, sent=sent_ref(job_id))
     assert result.status == C
     # A just-accepted job is first asked after one interval, not at once.
     assert adapter.polled_at[0] == pytest.approx(1)
-    # Backing off from 1 s would have asked six times (1, 2.5, 4.75, 8.1, 13.2, 20.8 s);
-    # the pace its progress shows brings it to three, and the end is seen soon after it came.
+    # Backing off from 1 s asks seven times (at 1, 2, 3.5, 5.75, 9.1, 14.2 and 21.8 s, as the
+    # same job without a progress figure shows below); the pace its progress shows brings it to
+    # three, and the end is seen soon after it came.
     assert len(adapter.polled_at) == 3
     assert 20 <= adapter.polled_at[-1] <= 20 * 1.1
+
+
+async def test_without_a_progress_figure_polls_back_off(clock: Clock, job_id: str) -> None:
+    adapter = Linear(clock, seconds=20, interval=1, reports_progress=False)
+    await wait(adapter, job_id, clock, queued=100, running=100, sent=sent_ref(job_id))
+    assert adapter.polled_at == pytest.approx([1, 2, 3.5, 5.75, 9.125, 14.1875, 21.78125])

@@ -14,6 +14,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ __all__ = [
 EXTRA_COLUMNS = ("id", "provider")
 # The fields a request cannot do without; a CSV without one of them has no valid row at all.
 REQUIRED_COLUMNS = tuple(
-    name for name, field in StandardVideoRequest.model_fields.items() if field.is_required()
+    name for name, spec in StandardVideoRequest.model_fields.items() if spec.is_required()
 )
 _SAVE_AS = "save it as UTF-8 CSV (in Excel: CSV UTF-8) with a header row"
 _DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -95,13 +96,17 @@ def parse_options(text: str) -> dict[str, Any]:
     return value
 
 
-class PromptRow(BaseModel):
+# The rows are plain dataclasses, made once from values validated already: as pydantic models,
+# making them (and the batch checking each again) was a sixth of validating a 100,000-row CSV
+# (issue 10). Nothing serialises them; a batch's jobs travel as `sceneflow.jobs` models.
+@dataclass(frozen=True, slots=True)
+class PromptRow:
     row_number: int
     row_id: str | None
     provider: str
     request: StandardVideoRequest
     occurrence: int = 0
-    warnings: list[str] = []
+    warnings: list[str] = field(default_factory=list)
 
 
 class RowProblem(BaseModel):
@@ -115,7 +120,8 @@ class RowProblem(BaseModel):
         return f"row {self.row_number}: " + "; ".join(self.problems)
 
 
-class PromptBatch(BaseModel):
+@dataclass(frozen=True, slots=True)
+class PromptBatch:
     rows: list[PromptRow]
     problems: list[RowProblem]
 

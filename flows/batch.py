@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 
 from adapters import Provider, get_adapter
 from adapters.base import HttpAdapter
-from flows.steps import run_group
+from flows.steps import limit_tags, run_group
 from sceneflow import batches, storage
 from sceneflow.batches import BatchSummary, ResultRecord
 from sceneflow.errors import SceneFlowError
@@ -77,6 +77,7 @@ async def generate_batch(
         except SceneFlowError as e:
             logger.error("%s rows cannot run: %s", key, e)
             credentials[key] = e
+    limits = await limit_tags(providers)
     tls = httpx.create_ssl_context()  # the CA bundle, loaded once for every client, not per client
     since = utcnow()
     # A group in flight holds one of its provider's C lanes: an adapter, its client of its own.
@@ -114,7 +115,9 @@ async def generate_batch(
             await rows.admit(key, group[0].row_number)
             jobs = rows.prepare(group)
             label = f"{key} rows {group[0].row_number}-{group[-1].row_number}"
-            done = await run_group(jobs, lane, label=label, since=since, hooks=rows)
+            done = await run_group(
+                jobs, lane, label=label, since=since, limits=limits[key], hooks=rows
+            )
         finally:
             rows.begin(group[0].row_number)
             free[key].put_nowait(lane)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from adapters import Provider, get_adapter
-from flows.steps import run_group
+from flows.steps import limit_tags, run_group
 from sceneflow.errors import SceneFlowError
 from sceneflow.jobs import ledger
 from sceneflow.jobs.lanes import LaneJob, LaneWork
@@ -47,6 +47,7 @@ async def generate_video(
     prepared = ledger.prepare_job(
         user_id=user_id, provider=provider_key, request=request, regenerate=force
     )
+    limits = await limit_tags([provider_key])
     adapter = get_adapter(provider_key)
     work = LaneWork(
         adapter=adapter,
@@ -61,6 +62,7 @@ async def generate_video(
             work,
             label=provider_key,
             since=since,
+            limits=limits[provider_key],
             raise_error=True,
         )
     except SceneFlowError:

@@ -9,9 +9,12 @@ every job ends, whoever ran it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from datetime import datetime
 
 from prefect import get_run_logger, tags
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
 
 from sceneflow.errors import OrchestrationError, SceneFlowError
 from sceneflow.jobs import ledger
@@ -20,23 +23,51 @@ from sceneflow.jobs.ledger import JobRef
 from tasks.generation import generate_videos
 
 
+def provider_tag(key: str) -> str:
+    """The tag whose Prefect concurrency limit caps a provider's jobs in flight across workers
+    (`prefect concurrency-limit create provider:runway 5`)."""
+    return f"provider:{key}"
+
+
+async def limit_tags(keys: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """The tags each provider's task runs carry: its provider tag where a concurrency limit of
+    that tag exists, none where none does. Read once, when a flow starts.
+
+    Prefect's task engine asks its API for a slot of every tag a task run carries, limit or
+    not: a write transaction (the API's SQLite answered it 503 about once a batch while it
+    stored events, issue 10) that every group starting behind it waited for. Where there is
+    no limit, the ask can only ever answer "no limit", so it is not made."""
+    found: dict[str, tuple[str, ...]] = {}
+    async with get_client() as client:
+        for key in keys:
+            tag = provider_tag(key)
+            try:
+                await client.read_global_concurrency_limit_by_name(f"tag:{tag}")
+            except ObjectNotFound:
+                found[key] = ()
+            else:
+                found[key] = (tag,)
+    return found
+
+
 async def run_group(
     jobs: list[LaneJob],
     work: LaneWork,
     *,
     label: str,
     since: datetime,
+    limits: tuple[str, ...],
     hooks: RowHooks | None = None,
     raise_error: bool = False,
 ) -> list[JobRef | None]:
-    """Run the jobs in one task run; returns what each job's download returned (or None).
+    """Run the jobs in one task run, tagged with `limits` (`limit_tags`); returns what each
+    job's download returned (or None).
 
     When Prefect itself fails the task run (its API refuses to start it, say), every job of
     the group that has not ended is settled with an OrchestrationError: one never sent stays
     unpaid and a re-run runs it; one the provider has keeps its provider job."""
-    # The provider tag lets a Prefect tag concurrency limit cap one provider across workers;
-    # each task run carries one job at a time, so the limit counts jobs in flight.
-    with tags(f"provider:{work.adapter.key}"):
+    # Each task run carries one job at a time, so a tag limit counts jobs in flight.
+    with tags(*limits):
         try:
             return await generate_videos(jobs, work, label, hooks, raise_error)
         except (SceneFlowError, asyncio.CancelledError, KeyboardInterrupt):

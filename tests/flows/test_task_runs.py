@@ -4,6 +4,7 @@ Prefect itself fails costs only its own rows, each with the reason, never the ba
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,47 @@ async def test_a_batch_runs_one_task_run_a_group_of_rows(fake_runway, tmp_path):
     size = lane_size(rows, concurrency)
     assert size > 1 and len(generating) == rows // size
     assert {r.name for r in generating} >= {f"generate[runway rows 2-{1 + size}]"}
-    assert all(r.tags == ["provider:runway"] for r in generating)
+    # No concurrency limit on provider:runway: the task runs carry no tag, so Prefect's task
+    # engine never asks its API for a slot that no limit could refuse.
+    assert all(r.tags == [] for r in generating)
+
+
+@pytest.fixture
+async def runway_limit_of_one() -> AsyncIterator[None]:
+    async with get_client() as client:
+        await client.create_concurrency_limit(tag="provider:runway", concurrency_limit=1)
+    try:
+        yield
+    finally:
+        async with get_client() as client:
+            await client.delete_concurrency_limit_by_tag("provider:runway")
+
+
+@pytest.mark.usefixtures("runway_limit_of_one")
+async def test_a_tag_concurrency_limit_caps_a_providers_task_runs(fake_runway, tmp_path):
+    # Two lanes of two rows; the limit of one lets only one group run at a time.
+    state = await generate_batch(
+        _csv(tmp_path, 4),
+        "bo",
+        "runway",
+        output_dir=str(tmp_path / "out"),
+        max_concurrency=2,
+        return_state=True,
+    )
+    summary = await state.result()
+    assert summary.completed == 4 and len(fake_runway.script.submits) == 4
+    async with get_client() as client:
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    generating = sorted(
+        (r for r in runs if r.name.startswith("generate[")), key=lambda r: r.start_time
+    )
+    assert len(generating) == 2 and all(r.tags == ["provider:runway"] for r in generating)
+    first, second = generating
+    assert first.end_time <= second.start_time, "the limit let two groups run at once"
 
 
 async def test_a_task_run_prefect_fails_fails_only_its_rows_with_the_reason(

@@ -306,10 +306,10 @@ def _capped_by(s: dict[str, Any]) -> str:
         )
     else:
         where = (
-            "The server had no concurrency limit on `provider:runway`, the tag of the batch's "
-            "task runs: such a limit would count jobs in flight across workers, but only once "
-            "one is created (`prefect concurrency-limit create provider:runway C`), so each "
-            "shard's own max_concurrency capped them."
+            "The server had no concurrency limit on `provider:runway`, so nothing counted jobs "
+            "in flight across workers and each shard's own max_concurrency capped them (one "
+            "created before a batch, `prefect concurrency-limit create provider:runway C`, "
+            "tags its task runs and counts them across workers)."
         )
         if limits.get("other"):
             where += f" Its other limits hold other work: {', '.join(limits['other'])}."

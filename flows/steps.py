@@ -14,13 +14,16 @@ from datetime import datetime
 
 from prefect import get_run_logger, tags
 from prefect.client.orchestration import get_client
-from prefect.exceptions import ObjectNotFound
 
 from sceneflow.errors import OrchestrationError, SceneFlowError
 from sceneflow.jobs import ledger
 from sceneflow.jobs.lanes import LaneJob, LaneWork, RowHooks
 from sceneflow.jobs.ledger import JobRef
 from tasks.generation import generate_videos
+
+# Limits a page when listing them; a Prefect server refuses pages over its
+# PREFECT_SERVER_API_DEFAULT_LIMIT (200 unless set lower).
+_PAGE = 100
 
 
 def provider_tag(key: str) -> str:
@@ -36,17 +39,18 @@ async def limit_tags(keys: Iterable[str]) -> dict[str, tuple[str, ...]]:
     Prefect's task engine asks its API for a slot of every tag a task run carries, limit or
     not: a write transaction (the API's SQLite answered it 503 about once a batch while it
     stored events, issue 10) that every group starting behind it waited for. Where there is
-    no limit, the ask can only ever answer "no limit", so it is not made."""
-    found: dict[str, tuple[str, ...]] = {}
+    no limit, the ask can only ever answer "no limit", so it is not made. The limits are
+    listed rather than looked up by name, which answers 404 for each one missing."""
+    names: set[str] = set()
     async with get_client() as client:
-        for key in keys:
-            tag = provider_tag(key)
-            try:
-                await client.read_global_concurrency_limit_by_name(f"tag:{tag}")
-            except ObjectNotFound:
-                found[key] = ()
-            else:
-                found[key] = (tag,)
+        offset = 0
+        while page := await client.read_global_concurrency_limits(limit=_PAGE, offset=offset):
+            names.update(limit.name for limit in page)
+            offset += len(page)
+    found: dict[str, tuple[str, ...]] = {}
+    for key in keys:
+        tag = provider_tag(key)
+        found[key] = (tag,) if f"tag:{tag}" in names else ()
     return found
 
 

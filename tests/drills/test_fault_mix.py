@@ -8,11 +8,12 @@ JSON (on a submit: the job was created and paid, its reply is unreadable), and 3
 fail asynchronously. Proves:
 - every row reaches results.csv once, in a terminal state: COMPLETED with a verified file;
   FAILED with the provider's reason, for a job the provider failed; UNKNOWN only for a provider
-  that cannot be asked, after a submit whose reply was lost (and the message names
-  `sceneflow jobs resubmit`);
+  that cannot be asked, after a submit whose reply was lost, or for one that can, after
+  MAX_SENDS sends in a row each lost its reply and was searched for in vain (the message names
+  `sceneflow jobs resubmit` either way);
 - the emulators count exactly one paid job per COMPLETED or FAILED row and never two;
-- a re-run resolves every UNKNOWN row of a provider that can be asked, pays nothing for rows
-  already done, leaves the others UNKNOWN without sending them again;
+- a re-run resolves every other UNKNOWN row of a provider that can be asked, pays nothing for
+  rows already done, leaves the others UNKNOWN without sending them again;
 - no stored credential, Vertex token or Runway signed URL is left in any file of the run.
 """
 
@@ -28,6 +29,7 @@ import pytest
 
 import adapters.base
 from flows.batch import generate_batch
+from sceneflow.jobs.submit import MAX_SENDS
 from sceneflow.media import verify_video
 from sceneflow.settings import get_settings
 from tests.support import drills
@@ -51,18 +53,18 @@ def _results(out: Path) -> dict[str, dict[str, str]]:
     return {row["id"]: row for row in frame.to_dict(orient="records")}
 
 
-def _lost_a_submit_reply(job_id: str) -> bool:
-    """The attempt log shows a submit whose answer was lost: an error reply that may follow a
-    created job (500), a timeout, or an unreadable body."""
-    for attempt in drills.attempts_of(job_id):
-        if attempt.operation != "submit" or attempt.outcome != "error":
-            continue
-        if (
+def _lost_submit_replies(job_id: str) -> int:
+    """How many submits the attempt log shows whose answer was lost: an error reply that may
+    follow a created job (500), a timeout, or an unreadable body."""
+    return sum(
+        attempt.operation == "submit"
+        and attempt.outcome == "error"
+        and (
             attempt.http_status in LOST_REPLY_STATUS
             or attempt.error_class == "AmbiguousSubmitError"
-        ):
-            return True
-    return False
+        )
+        for attempt in drills.attempts_of(job_id)
+    )
 
 
 async def test_a_fault_mix_over_every_remote_provider_ends_every_row_right(
@@ -95,6 +97,7 @@ async def test_a_fault_mix_over_every_remote_provider_ends_every_row_right(
         assert set(results) == set(expected), "a row is missing from results.csv"
         paid = fleet.paid()
         outcome: Counter[tuple[str, str]] = Counter()
+        waiting: set[str] = set()  # askable rows left UNKNOWN after MAX_SENDS lost replies
         for row_id, row in results.items():
             provider = expected[row_id]
             assert row["provider"] == provider
@@ -115,14 +118,22 @@ async def test_a_fault_mix_over_every_remote_provider_ends_every_row_right(
                 assert f"{provider} job" in error and "failed:" in error, error
                 assert "no reason given" not in error, error
             elif status == "UNKNOWN":
-                assert provider in drills.UNASKABLE, (
-                    f"{row_id}: {provider} can be asked, yet the row is UNKNOWN: {error}"
-                )
                 assert drills.RESUBMIT_HINT in error, error
-                lost = bool(jobs) and bool(jobs[0].extra.get("reply_lost"))
-                assert lost or _lost_a_submit_reply(row["job_id"]), (
-                    f"{row_id} is UNKNOWN but no submit reply of it was lost: {error}"
-                )
+                if provider in drills.ASKABLE:
+                    # Searched and found unsent each time, but every one of its sends lost its
+                    # reply: such a job waits for the user (submit.MAX_SENDS), never sent a
+                    # fourth time on its own. 5% 500s make it one row in a few thousand.
+                    assert f"sent {MAX_SENDS} times already, each reply lost" in error, (
+                        f"{row_id}: {provider} can be asked, yet the row is UNKNOWN: {error}"
+                    )
+                    assert _lost_submit_replies(row["job_id"]) >= MAX_SENDS, error
+                    assert not jobs, f"{row_id} is UNKNOWN though its provider has its job"
+                    waiting.add(row_id)
+                else:
+                    lost = bool(jobs) and bool(jobs[0].extra.get("reply_lost"))
+                    assert lost or _lost_submit_replies(row["job_id"]), (
+                        f"{row_id} is UNKNOWN but no submit reply of it was lost: {error}"
+                    )
             else:
                 pytest.fail(f"{row_id} ended {status}: {error}")
         # Every job the emulators created belongs to exactly one row of the batch.
@@ -161,7 +172,7 @@ async def test_a_fault_mix_over_every_remote_provider_ends_every_row_right(
                 assert row["output_path"] == before["output_path"]
             elif before["status"] == "FAILED":
                 assert row["status"] == "COMPLETED" and new_jobs == 1, row
-            elif provider in drills.ASKABLE:
+            elif provider in drills.ASKABLE and row_id not in waiting:
                 assert row["status"] == "COMPLETED", f"re-run left {row_id} {row['status']}: {row}"
                 assert repaid[provider][row_id] == 1, row
             else:

@@ -173,3 +173,37 @@ def test_a_command_with_an_api_configured_neither_starts_one_nor_suggests_it(
     assert "Prefect's local API" not in result.stdout and "Tip:" not in result.stdout
     assert result.stdout.splitlines()[0] == "Submitting to local…"
     assert local_api.pid_files() == []
+
+
+def test_a_ctrl_c_during_the_cleanup_still_stops_the_server(
+    no_api: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A process in a session of its own stands in for the server; the Ctrl-C comes while the
+    # cleanup is under way, before the server has been signalled.
+    server = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    api = local_api.LocalApi(
+        pid=server.pid, port=1, started=0, started_at="", owner=os.getpid(), owner_started=0
+    )
+    monkeypatch.setattr(local_api, "stop_orphans", lambda: [])
+    monkeypatch.setattr(local_api, "start", lambda: (api, server))
+    monkeypatch.setattr(local_api, "_drain_prefect", lambda seconds: None)
+    real_signal = local_api._signal
+
+    def ctrl_c_then_signal(target: local_api.LocalApi, sig: signal.Signals) -> None:
+        if sig == signal.SIGTERM:
+            os.kill(os.getpid(), signal.SIGINT)
+        real_signal(target, sig)
+
+    monkeypatch.setattr(local_api, "_signal", ctrl_c_then_signal)
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with local_api.running():
+                pass
+        assert server.wait(timeout=5) is not None, "the server was left running"
+        # The Ctrl-C cut the grace period short (SIGKILL at once, had SIGTERM not sufficed).
+        assert time.monotonic() - started < local_api.GRACE_SECONDS
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

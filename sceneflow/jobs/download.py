@@ -21,10 +21,11 @@ from sceneflow.jobs.ledger import (
     log,
     log_attempt,
     release,
+    saved_video,
 )
 from sceneflow.jobs.poll import patiently
 from sceneflow.media import InvalidVideoError, VideoInfo, probe_video, verify_video
-from sceneflow.models import JobStatus, StandardVideoRequest, StandardVideoResult
+from sceneflow.models import StandardVideoRequest, StandardVideoResult
 from sceneflow.posters import PosterError, poster_path, write_poster
 from sceneflow.providers import Credentials, VideoAdapter
 
@@ -68,20 +69,16 @@ async def download_job(
     if expected_duration is None or result.output_path:
         with session_scope() as session:
             job = load_job(session, job_id)
-        if (
-            job.status == JobStatus.COMPLETED
-            and job.output_path
-            and storage.exists(job.output_path)
-        ):
+        if (saved := saved_video(job)) is not None:
             if owner is not None:
                 release(job_id, owner)
             ref = job_ref(job)
-            if not storage.is_remote(job.output_path):
-                video = Path(job.output_path)
+            if not storage.is_remote(saved):
+                video = Path(saved)
                 ref.duration = probe_video(video).duration
                 ref.poster = _poster(video, logger, job_id)
             else:
-                beside = job.output_path.removesuffix(".mp4") + ".jpg"
+                beside = saved.removesuffix(".mp4") + ".jpg"
                 ref.poster = beside if storage.exists(beside) else None
             return ref
         expected_duration = StandardVideoRequest.model_validate_json(job.request_json).duration

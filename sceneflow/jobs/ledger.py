@@ -90,6 +90,7 @@ __all__ = [
     "release",
     "resend_after_lookup",
     "run_owner",
+    "saved_video",
     "send_reference",
     "settle",
     "unsend",
@@ -868,15 +869,17 @@ def ended_since(job_id: str, since: datetime) -> bool:
     )
 
 
+def saved_video(job: GenerationJob) -> str | None:
+    """Where the job's video is, when the job is COMPLETED and the video is where it was
+    saved; else None."""
+    path = job.output_path
+    return path if job.status == S.COMPLETED and path and storage.exists(path) else None
+
+
 def video_in_place(job_id: str) -> bool:
     """True when the job is COMPLETED and its video is where it was saved."""
     with session_scope() as session:
-        job = load_job(session, job_id)
-    return (
-        job.status == S.COMPLETED
-        and bool(job.output_path)
-        and storage.exists(job.output_path or "")
-    )
+        return saved_video(load_job(session, job_id)) is not None
 
 
 def summarize(job_id: str) -> JobSummary:

@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from sceneflow import storage
 from sceneflow.db import session_scope
 from sceneflow.errors import (
     GenerationFailedError,
@@ -35,6 +34,7 @@ from sceneflow.jobs.ledger import (
     log_attempt,
     logged_call,
     record_status,
+    saved_video,
 )
 from sceneflow.models import JobStatus, StandardVideoResult
 from sceneflow.providers import Capabilities, Credentials, VideoAdapter
@@ -144,16 +144,12 @@ async def wait_for_job(
     else:
         with session_scope() as session:
             job = load_job(session, job_id)
-        if (
-            job.status == JobStatus.COMPLETED
-            and job.output_path
-            and storage.exists(job.output_path)
-        ):
+        if (saved := saved_video(job)) is not None:
             return StandardVideoResult(
                 status=JobStatus.COMPLETED,
                 provider_job_id=job.provider_job_id,
                 progress=100,
-                output_path=job.output_path,
+                output_path=saved,
             )
         pid, provider = job.provider_job_id, job.provider
     if not pid:

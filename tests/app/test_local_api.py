@@ -178,9 +178,14 @@ def test_a_command_with_an_api_configured_neither_starts_one_nor_suggests_it(
 def test_a_ctrl_c_during_the_cleanup_still_stops_the_server(
     no_api: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A process in a session of its own stands in for the server; the Ctrl-C comes while the
-    # cleanup is under way, before the server has been signalled.
-    server = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    # A process in a session of its own that ignores SIGTERM stands in for a server slow to
+    # stop; the Ctrl-C comes while the cleanup is under way, before it has been signalled.
+    server = subprocess.Popen(
+        ["bash", "-c", "trap '' TERM; echo ready; exec sleep 60"],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+    )
+    assert server.stdout is not None and server.stdout.readline() == b"ready\n"
     api = local_api.LocalApi(
         pid=server.pid, port=1, started=0, started_at="", owner=os.getpid(), owner_started=0
     )
@@ -200,8 +205,9 @@ def test_a_ctrl_c_during_the_cleanup_still_stops_the_server(
         with pytest.raises(KeyboardInterrupt):
             with local_api.running():
                 pass
-        assert server.wait(timeout=5) is not None, "the server was left running"
-        # The Ctrl-C cut the grace period short (SIGKILL at once, had SIGTERM not sufficed).
+        server.wait(timeout=5)  # raises TimeoutExpired if the server was left running
+        # SIGTERM alone does not stop it: the Ctrl-C cut the grace period short, SIGKILL at once.
+        assert server.returncode == -signal.SIGKILL
         assert time.monotonic() - started < local_api.GRACE_SECONDS
     finally:
         if server.poll() is None:

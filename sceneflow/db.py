@@ -7,7 +7,9 @@ process and URL runs `upgrade()`, later uses only look up a cache.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +41,8 @@ __all__ = [
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any constant works: it only has to be the same in every process that migrates.
 _PG_MIGRATION_LOCK = 0x5CE4E_F10
+# How long a SQLite connection waits for another's lock before "database is locked".
+_BUSY_SECONDS = 30
 
 _lock = threading.RLock()
 _engines: dict[str, Engine] = {}
@@ -152,11 +156,27 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     # WAL lets readers run beside the one writer; batch tasks write from many threads, so a
     # writer waits up to 30 s for the lock instead of failing with "database is locked".
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    _enter_wal(cur)
+    cur.execute(f"PRAGMA busy_timeout={_BUSY_SECONDS * 1000}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _enter_wal(cur: sqlite3.Cursor) -> None:
+    # Switching a file to WAL takes an exclusive lock without calling SQLite's busy handler, so
+    # a process opening the file while another holds any lock on it (two upgrading a new
+    # database at once) got "database is locked" at once. WAL is kept in the file: once one
+    # connection has switched, the retry finds it set.
+    deadline = time.monotonic() + _BUSY_SECONDS
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
@@ -172,7 +192,7 @@ def _new_engine(url: str) -> Engine:
         return create_engine(url, pool_pre_ping=True)
     if sa_url.database and sa_url.database != ":memory:":
         Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": _BUSY_SECONDS})
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
     return engine

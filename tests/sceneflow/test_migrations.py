@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,6 +130,31 @@ def test_two_processes_upgrading_a_fresh_database_at_once(database_url: str) -> 
         assert proc.returncode == 0, err
         assert out.strip() == "ok"
     assert tables(database_url) == TABLES and revision(database_url) == HEAD
+
+
+def test_opening_a_file_another_connection_is_reading_waits_to_switch_it_to_wal(
+    database_url: str,
+) -> None:
+    # The switch to WAL needs an exclusive lock and SQLite does not wait for it by itself; CI
+    # once saw the second of two processes upgrading a new file fail with "database is locked".
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite journal mode only")
+    file = Path(database_url.removeprefix("sqlite:///"))
+    file.parent.mkdir(parents=True, exist_ok=True)
+    reader = sqlite3.connect(file, isolation_level=None, check_same_thread=False)
+    reader.execute("CREATE TABLE held (x)")
+    reader.execute("BEGIN")
+    reader.execute("SELECT * FROM held").fetchall()  # a shared lock, in rollback mode
+    release = threading.Timer(0.5, reader.execute, args=("COMMIT",))
+    release.start()
+    try:
+        db.upgrade()
+    finally:
+        release.join()
+        reader.close()
+    assert revision(database_url) == HEAD
+    with db.get_engine().connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
 
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(database_url: str) -> None:

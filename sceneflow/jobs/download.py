@@ -122,8 +122,10 @@ async def download_job(
     ref = complete_job(job_id, final, fetched=fetched, owner=owner)
     ref.poster = poster
     logger.info(
-        "job %s: saved %.1f s %dx%d video to %s",
+        "job %s (%s job %s): saved %.1f s %dx%d video to %s",
         job_id,
+        adapter.key,
+        result.provider_job_id,
         info.duration,
         info.width,
         info.height,

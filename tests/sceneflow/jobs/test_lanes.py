@@ -4,6 +4,7 @@ over the scripted adapter: no Prefect."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -368,3 +369,17 @@ async def test_a_job_costs_the_ledger_one_transaction_a_move_and_no_read_back(
     assert done.summary.output_path == done.output_path
     # claim, sending, accepted, PROCESSING, GENERATED, COMPLETED
     assert len(begun) == 6
+
+
+async def test_a_completed_job_is_one_info_line_that_names_the_providers_job(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each INFO line reaches the Prefect API's log store: a line a row, not one a step.
+    ScriptedAdapter.reset()
+    (job,) = _jobs(1)
+    with caplog.at_level("INFO", logger="sceneflow.jobs"):
+        await run_lane([job], _work(ScriptedAdapter(), tmp_path), retry_left=False)
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    provider_job_id = ledger.summarize(job.job_id).provider_job_id
+    assert len(said) == 1 and said[0].startswith(f"job {job.job_id} (")
+    assert f"job {provider_job_id}): saved " in said[0]

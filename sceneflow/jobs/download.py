@@ -124,8 +124,8 @@ async def download_job(
     logger.info(
         "job %s (%s job %s): saved %.1f s %dx%d video to %s",
         job_id,
-        adapter.key,
-        result.provider_job_id,
+        ref.provider,
+        ref.provider_job_id,
         info.duration,
         info.width,
         info.height,
